@@ -1,0 +1,306 @@
+"""The script as a user runs it: bad input, a full default run, --watch, Ctrl-C, seeds."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import pytest
+from conftest import ROOT, SCRIPT, run_script
+
+# ---- Bad input: one line, exit 2, nothing written, and no TensorFlow start-up wait -----------
+
+BAD_INPUTS = [
+    (["--learning-rate", "0"], "--learning-rate must be > 0"),
+    (["--learning-rate", "-1e-3"], "--learning-rate must be > 0"),
+    (["--learning-rate", "nan"], "--learning-rate must be > 0"),
+    (["--gamma", "0"], "--gamma must be in (0, 1]"),
+    (["--gamma", "1.5"], "--gamma must be in (0, 1]"),
+    (["--batch-size", "0"], "--batch-size must be in [1, --memory-size]"),
+    (["--batch-size", "64", "--memory-size", "32"], "--batch-size must be in [1, --memory-size]"),
+    (["--memory-size", "0"], "--memory-size must be >= 1"),
+    (["--epsilon-start", "1.5"], "--epsilon-start must be in [0, 1]"),
+    (["--epsilon-min", "-0.1"], "--epsilon-min must be in [0, 1]"),
+    (["--epsilon-decay", "2"], "--epsilon-decay must be in [0, 1]"),
+    (["--max-steps", "0"], "--max-steps must be >= 1"),
+    (["--max-steps", "-5"], "--max-steps must be >= 1"),
+    (["--train-every", "0"], "--train-every must be >= 1"),
+    (["--gradient-steps", "0"], "--gradient-steps must be >= 1"),
+    (["--target-update-every", "0"], "--target-update-every must be >= 1"),
+    (["--eval-every", "0"], "--eval-every must be >= 1"),
+    (["--episodes", "0"], "--episodes must be >= 1"),
+    (["--min-observations", "8", "--batch-size", "16"], "--min-observations must be >="),
+    (["--max-steps", "ten"], "invalid int value: 'ten'"),
+    (["--gamma", "high"], "invalid float value: 'high'"),
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["--env", "NoSuchEnv-v9"], "--env 'NoSuchEnv-v9' cannot be made"),
+    (["--env", "Pendulum-v1"], "has no discrete actions"),
+    (["--watch", "missing/model.keras"], "no such file"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
+    out = tmp_path / "out"
+    result = run_script(*args, "--results-dir", out, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("dqn_cartpole.py: error:") and message in lines[0]
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert not out.exists()
+
+
+def test_unwritable_results_dir_is_refused_up_front(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = run_script("--results-dir", blocker / "results", timeout=60)
+    assert result.returncode == 2
+    assert "is not a folder" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to a read-only folder")
+def test_read_only_results_dir_is_refused_up_front(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    result = run_script("--results-dir", locked / "results", timeout=60)
+    assert result.returncode == 2 and "is not writable" in result.stderr
+
+
+def test_help_and_bad_input_do_not_import_tensorflow():
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import dqn_cartpole as d\n"
+        "assert d.main(['--gamma', '7']) == 2\n"
+        "try:\n    d.main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+        "print('ok')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--learning-rate" in result.stdout and result.stdout.strip().endswith("ok")
+
+
+def test_every_flag_is_in_help():
+    import dataclasses
+
+    import dqn_cartpole
+
+    result = run_script("--help", timeout=60)
+    assert result.returncode == 0
+    for field in dataclasses.fields(dqn_cartpole.Config):
+        assert "--" + field.name.replace("_", "-") in result.stdout
+
+
+# ---- A real default run ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """The default command (fixed default seed), writing to a temporary results folder."""
+    out = tmp_path_factory.mktemp("results")
+    result = run_script("--results-dir", out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out, result
+
+
+def test_default_run_solves_and_writes_every_output(default_run):
+    out, result = default_run
+    names = {p.name for p in out.iterdir()}
+    expected = {
+        "rewards.png",
+        "before.gif",
+        "after.gif",
+        "model.keras",
+        "summary.json",
+        "episodes.csv",
+    }
+    assert names == expected  # and no temporary files left behind
+    for name in expected:
+        assert f"wrote {out / name}" in result.stdout
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["solved"] is True and summary["interrupted"] is False
+    assert summary["eval_mean"] >= 475 and summary["eval_episodes"] == 100
+    assert 0 < summary["steps_to_solve"] <= summary["config"]["max_steps"]
+    assert 0 < summary["seconds_to_solve"] < summary["total_seconds"]
+    assert summary["seed"] == summary["config"]["seed"] == 1
+    assert "step " in result.stdout and "steps/s" in result.stdout  # progress lines
+
+    with open(out / "episodes.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == summary["episodes"] > 0
+    assert list(rows[0]) == ["episode", "total_steps", "return", "epsilon"]
+    steps = [int(r["total_steps"]) for r in rows]
+    assert steps == sorted(steps) and steps[-1] <= summary["steps"]
+    assert all(1 <= float(r["return"]) <= 500 for r in rows)
+
+    assert (out / "rewards.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert zipfile.is_zipfile(out / "model.keras")
+
+
+def test_after_gif_shows_the_full_500_steps_and_is_small(default_run):
+    import imageio.v3 as iio
+
+    out, result = default_run
+    after = iio.imread(out / "after.gif", index=None)
+    assert after.shape[0] == 501  # the first frame and one per step of a 500-step episode
+    assert (out / "after.gif").stat().st_size <= 3 * 2**20
+    before = iio.imread(out / "before.gif", index=None)
+    assert before.shape[0] < 200  # the untrained network drops the pole quickly
+    duration = iio.immeta(out / "after.gif", index=0)["duration"]
+    assert duration == pytest.approx(20, abs=1)  # CartPole renders at 50 fps: real time
+
+
+def test_saved_model_is_the_keras_q_network(default_run, tensorflow_ready):
+    import keras
+
+    import dqn_cartpole
+
+    out, _ = default_run
+    model = keras.saving.load_model(out / "model.keras", safe_mode=True)
+    assert model.input_shape == (None, 4) and model.output_shape == (None, 2)
+    returns = dqn_cartpole.evaluate(model.get_weights(), "CartPole-v1", 20, seed=123_456)
+    assert returns.mean() >= 475
+
+
+def test_watch_evaluates_a_saved_agent_and_records_a_gif(default_run, tmp_path):
+    out, _ = default_run
+    result = run_script(
+        "--watch", out / "model.keras", "--episodes", "20", "--results-dir", tmp_path / "watch"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "20 greedy episodes" in result.stdout and "mean" in result.stdout
+    mean = float(result.stdout.split("mean ")[1].split(",")[0])
+    assert mean >= 475
+    assert (tmp_path / "watch" / "watch.gif").stat().st_size > 0
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip at all", "zip-without-config"])
+def test_watch_refuses_a_file_that_is_no_keras_model(tmp_path, content):
+    bad = tmp_path / "bad.keras"
+    if content == "zip-without-config":
+        with zipfile.ZipFile(bad, "w") as archive:
+            archive.writestr("weights.bin", b"\0" * 16)
+    else:
+        bad.write_bytes(content)
+    result = run_script("--watch", bad, "--results-dir", tmp_path / "out", timeout=60)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "not a Keras model" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_watch_refuses_a_damaged_keras_file(default_run, tmp_path):
+    out, _ = default_run
+    damaged = tmp_path / "damaged.keras"
+    with zipfile.ZipFile(out / "model.keras") as good, zipfile.ZipFile(damaged, "w") as bad:
+        for name in good.namelist():
+            data = good.read(name)
+            bad.writestr(name, b"{ broken" if name == "config.json" else data)
+    result = run_script("--watch", damaged, "--results-dir", tmp_path / "out", timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot load it as a Keras model" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+# ---- Ctrl-C, determinism, divergence, TensorBoard ------------------------------------------
+
+
+def test_ctrl_c_stops_quickly_and_keeps_what_was_learned(tmp_path):
+    out = tmp_path / "out"
+    args = [
+        "--results-dir",
+        out,
+        "--max-steps",
+        "1000000",
+        "--log-every",
+        "500",
+        "--eval-every",
+        "10000000",
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = []
+    for line in proc.stdout:  # wait until training is well under way
+        lines.append(line)
+        if line.startswith("step") and "| episodes" in line and int(line.split()[1]) >= 2000:
+            break
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - sent < 30
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["solved"] is False
+    assert summary["stop_reason"] == "interrupted" and summary["steps"] >= 2000
+    names = {p.name for p in out.iterdir()}
+    assert {"model.keras", "rewards.png", "episodes.csv", "summary.json"} <= names
+    assert not [n for n in names if n.startswith(".")]  # no temporary files left
+    assert "Traceback" not in err
+
+
+def test_same_seed_gives_the_same_run(tmp_path):
+    args = ["--max-steps", "3000", "--no-gifs", "--seed", "3", "--eval-every", "1000"]
+    first = run_script(*args, "--results-dir", tmp_path / "a")
+    second = run_script(*args, "--results-dir", tmp_path / "b")
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    a = (tmp_path / "a" / "episodes.csv").read_text()
+    b = (tmp_path / "b" / "episodes.csv").read_text()
+    assert a == b and len(a.splitlines()) > 20
+    other = run_script(*args[:-4], "--seed", "4", "--results-dir", tmp_path / "c")
+    assert (tmp_path / "c" / "episodes.csv").read_text() != a, other.stderr
+
+
+def test_non_finite_loss_stops_training_and_keeps_the_best_snapshot(tmp_path):
+    out = tmp_path / "out"
+    result = run_script(
+        "--learning-rate", "1e30", "--max-steps", "20000", "--no-gifs", "--results-dir", out
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "the loss is" in result.stdout and "Traceback" not in result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stop_reason"] == "non_finite_loss" and summary["solved"] is False
+    assert (out / "model.keras").exists() and np.isfinite(summary["eval_mean"])
+
+
+def test_tensorboard_writes_event_files(tmp_path):
+    out = tmp_path / "out"
+    result = run_script(
+        "--tensorboard",
+        "--max-steps",
+        "1500",
+        "--min-observations",
+        "500",
+        "--eval-every",
+        "500",
+        "--no-gifs",
+        "--results-dir",
+        out,
+    )
+    assert result.returncode == 0, result.stderr
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+
+    from tensorflow.core.util import event_pb2
+    from tensorflow.python.lib.io import tf_record
+
+    tags = set()
+    for record in tf_record.tf_record_iterator(str(events[0])):
+        event = event_pb2.Event.FromString(record)
+        tags.update(value.tag for value in event.summary.value)
+    assert {"train/episode_return", "train/epsilon", "train/loss", "eval/mean_return"} <= tags

@@ -1,0 +1,199 @@
+"""Fast tests of the pieces: memory, targets, epsilon, network, replay, outputs."""
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import dqn_cartpole as dqn
+
+# ---- Replay memory ---------------------------------------------------------------------------
+
+
+def fill(memory, count, start=0):
+    for i in range(start, start + count):
+        state = np.full(4, i, dtype=np.float32)
+        memory.store(state, i % 2, 1.0, state + 0.5, i % 3 == 0)
+
+
+def test_memory_appends_until_full():
+    memory = dqn.ReplayMemory(capacity=10, n_observations=4, rng=np.random.default_rng(0))
+    fill(memory, 7)
+    assert len(memory) == 7
+    assert [row[0] for row in memory.buffer] == list(range(7))  # in order, nothing replaced
+
+
+def test_memory_when_full_overwrites_one_random_slot_and_never_grows():
+    memory = dqn.ReplayMemory(capacity=10, n_observations=4, rng=np.random.default_rng(0))
+    fill(memory, 10)
+    replaced_slots = set()
+    for i in range(100, 140):
+        before = [row[0] for row in memory.buffer]
+        fill(memory, 1, start=i)
+        after = [row[0] for row in memory.buffer]
+        assert len(memory) == 10
+        changed = [slot for slot in range(10) if before[slot] != after[slot]]
+        assert len(changed) == 1 and after[changed[0]] == i
+        replaced_slots.add(changed[0])
+    # A deque(maxlen) alone would drop the oldest (slot 0) and shift; here any slot can go.
+    assert len(replaced_slots) > 5
+
+
+def test_memory_sample_returns_stacked_minibatches_of_stored_transitions():
+    memory = dqn.ReplayMemory(capacity=50, n_observations=4, rng=np.random.default_rng(1))
+    fill(memory, 50)
+    states, actions, rewards, next_states, terminated = memory.sample(3, 8)
+    assert states.shape == next_states.shape == (3, 8, 4)
+    assert actions.shape == rewards.shape == terminated.shape == (3, 8)
+    assert actions.dtype == np.int32 and states.dtype == np.float32
+    ids = states[..., 0].astype(int)  # every state was np.full(4, i)
+    np.testing.assert_array_equal(actions, ids % 2)
+    np.testing.assert_array_equal(next_states, states + 0.5)
+    np.testing.assert_array_equal(terminated, (ids % 3 == 0).astype(np.float32))
+    np.testing.assert_array_equal(rewards, 1.0)
+
+
+# ---- Targets ---------------------------------------------------------------------------------
+
+
+def test_terminated_step_target_is_the_reward_alone():
+    target = dqn.td_targets(np.array([1.0]), np.array([40.0]), np.array([1.0]), 0.95)
+    np.testing.assert_allclose(target, [1.0])
+
+
+def test_truncated_step_target_still_bootstraps():
+    # A time-limit truncation is stored as terminated=0, so the future value stays in.
+    target = dqn.td_targets(np.array([1.0]), np.array([40.0]), np.array([0.0]), 0.95)
+    np.testing.assert_allclose(target, [1.0 + 0.95 * 40.0])
+
+
+gym.register(
+    id="ShortCartPole-v1",
+    entry_point="gymnasium.envs.classic_control:CartPoleEnv",
+    max_episode_steps=20,
+    reward_threshold=475.0,
+)
+
+
+def test_training_loop_stores_truncation_as_not_terminated(tensorflow_ready):
+    cfg = dqn.Config(
+        env="ShortCartPole-v1",
+        max_steps=600,
+        memory_size=600,
+        min_observations=1000,
+        log_every=10**6,
+    )
+    agent = dqn.DQNAgent(cfg)
+    run = dqn.train(agent, cfg, dqn.StopFlag())
+    rows = np.stack(agent.memory.buffer)
+    terminated, next_states = rows[:, 4 + 2], rows[:, 4 + 3 :]
+    # CartPole terminates exactly when the next state leaves these bounds.
+    fell = (np.abs(next_states[:, 0]) > 2.4) | (np.abs(next_states[:, 2]) > 12 * np.pi / 180)
+    np.testing.assert_array_equal(terminated, fell.astype(np.float32))
+    ends = np.array([steps for _, steps, _, _ in run["episodes"]])
+    lengths = np.diff([0, *ends])
+    truncated_ends = ends[(lengths == 20) & ~fell[ends - 1]]
+    assert len(truncated_ends) > 3 and fell.sum() > 3  # both kinds of episode end happened
+    assert np.all(terminated[truncated_ends - 1] == 0.0)  # the time limit is no termination
+
+
+# ---- Epsilon ---------------------------------------------------------------------------------
+
+
+def test_epsilon_decays_every_step_to_its_floor(tensorflow_ready):
+    cfg = dqn.Config(epsilon_start=1.0, epsilon_decay=0.99, epsilon_min=0.05)
+    agent = dqn.DQNAgent(cfg)
+    for n in range(1, 400):
+        agent.decay_epsilon()
+        assert math.isclose(agent.epsilon, max(0.05, 0.99**n), rel_tol=1e-9)
+    assert agent.epsilon == 0.05
+
+
+def test_epsilon_greedy_picks_the_argmax_at_zero_and_explores_at_one(tensorflow_ready):
+    agent = dqn.DQNAgent(dqn.Config(epsilon_start=0.0))
+    state = np.array([0.1, -0.2, 0.03, 0.4], dtype=np.float32)
+    greedy = int(np.argmax(agent.q_network(state[None]).numpy()))
+    assert {agent.get_action(state) for _ in range(50)} == {greedy}
+    agent.epsilon = 1.0
+    assert {agent.get_action(state) for _ in range(200)} == {0, 1}
+
+
+# ---- Network ---------------------------------------------------------------------------------
+
+
+def test_q_network_is_the_seeds_24_12_actions_relu_he_normal_adam_mse(tensorflow_ready):
+    import keras
+
+    model = dqn.build_q_network(4, 2, learning_rate=1e-3)
+    dense = model.layers
+    assert [layer.units for layer in dense] == [24, 12, 2]
+    assert [layer.activation.__name__ for layer in dense] == ["relu", "relu", "linear"]
+    assert all(isinstance(layer.kernel_initializer, keras.initializers.HeNormal) for layer in dense)
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+    assert math.isclose(float(model.optimizer.learning_rate.numpy()), 1e-3, rel_tol=1e-6)
+    assert model.loss == "mse"
+    assert model.input_shape == (None, 4) and model.output_shape == (None, 2)
+
+
+def test_numpy_forward_pass_matches_keras(tensorflow_ready):
+    model = dqn.build_q_network(4, 2, learning_rate=1e-3)
+    states = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    np.testing.assert_allclose(
+        dqn.q_values(model.get_weights(), states), model(states).numpy(), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_target_network_starts_equal_and_is_copied_on_update(tensorflow_ready):
+    agent = dqn.DQNAgent(dqn.Config(min_observations=32, batch_size=32, gradient_steps=4))
+    for a, b in zip(agent.q_network.get_weights(), agent.target_network.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    fill(agent.memory, 64)
+    agent.experience_replay()
+    q, target = agent.q_network.get_weights(), agent.target_network.get_weights()
+    assert any(not np.array_equal(a, b) for a, b in zip(q, target, strict=True))
+    agent.update_target_network()
+    for a, b in zip(agent.q_network.get_weights(), agent.target_network.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_experience_replay_fits_q_of_taken_action_to_terminal_reward(tensorflow_ready):
+    cfg = dqn.Config(batch_size=16, gradient_steps=50, learning_rate=1e-2, memory_size=64)
+    agent = dqn.DQNAgent(cfg)
+    rng = np.random.default_rng(0)
+    states = rng.normal(size=(16, 4)).astype(np.float32)
+    for state in states:  # action 0 always, reward 3, always terminal: the target is exactly 3
+        agent.memory.store(state, 0, 3.0, state, True)
+    untouched_before = dqn.q_values(agent.weights, states)[:, 1]
+    for _ in range(10):
+        agent.experience_replay()
+    q = dqn.q_values(agent.weights, states)
+    np.testing.assert_allclose(q[:, 0], 3.0, atol=0.3)
+    # The NumPy weights used for acting are the trained ones, not a stale copy.
+    np.testing.assert_allclose(q, agent.q_network(states).numpy(), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(untouched_before, 3.0, atol=0.3)
+
+
+# ---- Evaluation and outputs ------------------------------------------------------------------
+
+
+def test_evaluate_counts_each_envs_first_episode_only():
+    # A network whose output is constant always pushes one way: CartPole then lasts ~10 steps.
+    weights = [np.zeros((4, 2), np.float32), np.array([1.0, 0.0], np.float32)]
+    returns = dqn.evaluate(weights, "CartPole-v1", episodes=7, seed=3)
+    assert returns.shape == (7,)
+    assert np.all((returns >= 8) & (returns <= 12))
+
+
+def test_moving_average_uses_fewer_points_at_the_start():
+    np.testing.assert_allclose(dqn.moving_average([2, 4, 6, 8], 2), [2, 3, 5, 7])
+
+
+def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "summary.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), dqn.atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash mid-write")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
