@@ -83,7 +83,9 @@ def micro_benchmark(core: int) -> None:
         next_q = agent.target_network.predict(next_states, verbose=0, batch_size=cfg.batch_size)
         for i in range(cfg.batch_size):
             q[i][actions[0, i]] = (
-                rewards[0, i] + cfg.gamma * np.amax(next_q[i]) if not terminated[0, i] else rewards[0, i]
+                rewards[0, i] + cfg.gamma * np.amax(next_q[i])
+                if not terminated[0, i]
+                else rewards[0, i]
             )
         agent.q_network.fit(states, q, batch_size=cfg.batch_size, epochs=1, verbose=0)
 
@@ -103,7 +105,9 @@ def micro_benchmark(core: int) -> None:
     print(f"  ratio: {seed_step / compiled_step:.0f}x faster")
     print("One action choice, median:")
     print(f"  model.predict(): {seed_act * 1e3:8.2f} ms")
-    print(f"  NumPy forward:   {numpy_act * 1e6:8.1f} us   ratio: {seed_act / numpy_act:.0f}x faster")
+    print(
+        f"  NumPy forward:   {numpy_act * 1e6:8.1f} us   ratio: {seed_act / numpy_act:.0f}x faster"
+    )
 
 
 def main() -> None:

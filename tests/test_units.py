@@ -197,3 +197,15 @@ def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
         raise RuntimeError("crash mid-write")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_atomic_path_writes_files_with_the_usual_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        with dqn.atomic_path(tmp_path / "episodes.csv") as tmp:
+            tmp.write_text("episode\n")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "episodes.csv").stat().st_mode & 0o777 == 0o644
