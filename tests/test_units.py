@@ -185,6 +185,13 @@ def test_evaluate_counts_each_envs_first_episode_only():
     assert np.all((returns >= 8) & (returns <= 12))
 
 
+def test_half_size_averages_two_by_two_blocks():
+    frame = np.zeros((5, 4, 3), np.uint8)  # an odd row count drops the last row
+    frame[0, 0] = 200  # one bright pixel in the top-left block
+    small = dqn.half_size(frame)
+    assert small.shape == (2, 2, 3) and small[0, 0, 0] == 50 and small[1:, 1:].max() == 0
+
+
 def test_moving_average_uses_fewer_points_at_the_start():
     np.testing.assert_allclose(dqn.moving_average([2, 4, 6, 8], 2), [2, 3, 5, 7])
 
