@@ -815,6 +815,8 @@ def run_watch(cfg: Config) -> int:
         raise ConfigError(
             f"--watch {cfg.watch!r}: cannot load it as a Keras model: {reason}"
         ) from None
+    if not all(isinstance(layer, keras.layers.Dense) for layer in model.layers):
+        raise ConfigError(f"--watch {cfg.watch!r}: not a Q-network of Dense layers like ours")
     env = gym.make(cfg.env)
     expected = (env.observation_space.shape[0], int(env.action_space.n))
     env.close()

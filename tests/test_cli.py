@@ -319,3 +319,25 @@ def test_tensorboard_writes_event_files(tmp_path):
         event = event_pb2.Event.FromString(record)
         tags.update(value.tag for value in event.summary.value)
     assert {"train/episode_return", "train/epsilon", "train/loss", "eval/mean_return"} <= tags
+
+
+def test_watch_refuses_a_keras_model_that_is_no_dense_q_network(tmp_path, tensorflow_ready):
+    import keras
+
+    other = keras.Sequential(
+        [keras.Input((4,)), keras.layers.BatchNormalization(), keras.layers.Dense(2)]
+    )
+    other.save(tmp_path / "other.keras")
+    result = run_script("--watch", tmp_path / "other.keras", "--results-dir", tmp_path / "out")
+    assert result.returncode == 2
+    assert "not a Q-network of Dense layers" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_watch_refuses_a_model_for_another_env_shape(tmp_path, tensorflow_ready):
+    import dqn_cartpole
+
+    dqn_cartpole.build_q_network(6, 3, 1e-3).save(tmp_path / "acrobot.keras")
+    result = run_script("--watch", tmp_path / "acrobot.keras", "--results-dir", tmp_path / "out")
+    assert result.returncode == 2 and "but CartPole-v1 needs (4, 2)" in result.stderr
+    assert not (tmp_path / "out").exists()
