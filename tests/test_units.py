@@ -157,8 +157,11 @@ def test_target_network_starts_equal_and_is_copied_on_update(tensorflow_ready):
         np.testing.assert_array_equal(a, b)
 
 
-def test_experience_replay_fits_q_of_taken_action_to_terminal_reward(tensorflow_ready):
-    cfg = dqn.Config(batch_size=16, gradient_steps=50, learning_rate=1e-2, memory_size=64)
+@pytest.mark.parametrize("no_xla", [False, True], ids=["xla", "no-xla"])
+def test_experience_replay_fits_q_of_taken_action_to_terminal_reward(tensorflow_ready, no_xla):
+    cfg = dqn.Config(
+        batch_size=16, gradient_steps=50, learning_rate=1e-2, memory_size=64, no_xla=no_xla
+    )
     agent = dqn.DQNAgent(cfg)
     rng = np.random.default_rng(0)
     states = rng.normal(size=(16, 4)).astype(np.float32)
