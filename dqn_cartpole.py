@@ -606,7 +606,6 @@ def train(agent: DQNAgent, cfg: Config, stop: StopFlag, tensorboard=None) -> dic
     evaluations: list[tuple] = []  # (env step, mean greedy return)
     best = {"score": -math.inf, "weights": agent.weights, "step": 0}
     result = {"stop_reason": "max_steps", "steps_to_solve": None, "seconds_to_solve": None}
-    loss = math.nan
     episode_return, last_eval = 0.0, math.nan
     clock, clock_step = time.perf_counter(), 0
 
@@ -687,7 +686,6 @@ def train(agent: DQNAgent, cfg: Config, stop: StopFlag, tensorboard=None) -> dic
         evaluations=evaluations,
         best=best,
         threshold=threshold,
-        last_loss=loss,
     )
     return result
 
