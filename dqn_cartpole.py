@@ -58,7 +58,7 @@ class Config:
     no_gifs: bool = setting(False, "skip before.gif and after.gif (saves a few seconds)")
     tensorboard: bool = setting(False, "also write TensorBoard scalars to RESULTS_DIR/tensorboard")
     log_every: int = setting(2_000, "print a progress line every this many env steps")
-    # DQN: the seed's values, but for the target copy (every 500 steps, not 100: see README)
+    # DQN hyperparameters (README: "How the defaults were chosen")
     gamma: float = setting(0.95, "discount factor, in (0, 1]")
     learning_rate: float = setting(1e-3, "Adam learning rate")
     batch_size: int = setting(32, "transitions per gradient step")
