@@ -83,6 +83,7 @@ class Config:
 # Evaluations use their own seeds so that no evaluation episode repeats a training episode.
 EVAL_SEED, CONFIRM_SEED, FINAL_SEED, GIF_SEED = 10_000, 20_000, 30_000, 40_000
 MOVING_AVERAGE = 20  # episodes in the plot's and the progress line's running mean
+GIF_TRIES = 10  # after.gif and watch.gif show the best of this many greedy episodes
 
 
 def flag(name: str) -> str:
@@ -765,9 +766,12 @@ def run_training(cfg: Config) -> int:
         f"DQN on {cfg.env}, seed {cfg.seed}: {verdict}",
     )
     if not cfg.no_gifs and not interrupted:
-        frames, score, gif_seed, fps = record_episode(best["weights"], cfg.env, GIF_SEED, 10)
+        frames, score, gif_seed, fps = record_episode(best["weights"], cfg.env, GIF_SEED, GIF_TRIES)
         save_gif(results / "after.gif", frames, fps)
-        print(f"trained agent: return {score:.0f} (best of up to 10 episodes, seed {gif_seed})")
+        print(
+            f"trained agent: return {score:.0f} "
+            f"(best of up to {GIF_TRIES} episodes, seed {gif_seed})"
+        )
     summary = {
         "env": cfg.env,
         "seed": cfg.seed,
@@ -830,9 +834,12 @@ def run_watch(cfg: Config) -> int:
         f"std {returns.std():.1f}, min {returns.min():.0f}"
     )
     if not cfg.no_gifs:
-        frames, score, gif_seed, fps = record_episode(weights, cfg.env, GIF_SEED, 10)
+        frames, score, gif_seed, fps = record_episode(weights, cfg.env, GIF_SEED, GIF_TRIES)
         save_gif(Path(cfg.results_dir) / "watch.gif", frames, fps)
-        print(f"recorded episode: return {score:.0f} (best of up to 10 episodes, seed {gif_seed})")
+        print(
+            f"recorded episode: return {score:.0f} "
+            f"(best of up to {GIF_TRIES} episodes, seed {gif_seed})"
+        )
     return 0
 
 

@@ -12,7 +12,7 @@ SCRIPT = ROOT / "dqn_cartpole.py"
 sys.path.insert(0, str(ROOT))
 
 
-def run_script(*args, timeout=600, **kwargs):
+def run_script(*args, timeout=600):
     """Run dqn_cartpole.py with `args`; return the CompletedProcess (text, captured)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
@@ -21,7 +21,7 @@ def run_script(*args, timeout=600, **kwargs):
         text=True,
         timeout=timeout,
         env=env,
-        cwd=kwargs.get("cwd", ROOT),
+        cwd=ROOT,
     )
 
 
