@@ -43,17 +43,33 @@ PROCESS_START = time.perf_counter()  # seconds_to_solve and total_seconds count 
 # ---------------------------------------------------------------------------------------------
 
 
-def setting(default, help):
-    """A config field whose help text doubles as its command-line help."""
-    return dataclasses.field(default=default, metadata={"help": help})
+def setting(default, help, choices=None, low=None, high=None):
+    """A config field whose help text doubles as its command-line help.
+
+    `choices`, or the bounds `low` and `high`, are what validate() accepts; every other number
+    must be finite, and >= 1 for whole numbers.
+    """
+    metadata = {"help": help, "choices": choices, "low": low, "high": high}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass
 class Config:
     # Run
     env: str = setting("CartPole-v1", "Gymnasium env id (Box observations, Discrete actions)")
-    seed: int = setting(1, "seeds Python, NumPy, TensorFlow and the env, for a repeatable run")
+    seed: int = setting(
+        1,
+        "seeds Python, NumPy, TensorFlow and the env, for a repeatable run",
+        low=0,
+        high=2**32 - 1,
+    )
     max_steps: int = setting(150_000, "give up after this many env steps if not solved")
+    polish_steps: int = setting(
+        10_000,
+        "once solved, train up to this many more steps and keep the snapshot that does best on "
+        "--confirm-episodes fresh episodes (0: stop at once)",
+        low=0,
+    )
     results_dir: str = setting("results", "where the plot, GIFs, model and logs are written")
     no_gifs: bool = setting(False, "skip before.gif and after.gif (saves a few seconds)")
     tensorboard: bool = setting(False, "also write TensorBoard scalars to RESULTS_DIR/tensorboard")
@@ -61,29 +77,42 @@ class Config:
     # DQN hyperparameters (README: "How the defaults were chosen")
     gamma: float = setting(0.95, "discount factor, in (0, 1]")
     learning_rate: float = setting(1e-3, "Adam learning rate")
-    batch_size: int = setting(32, "transitions per gradient step")
-    memory_size: int = setting(2_000, "replay memory capacity; once full a random slot is replaced")
+    batch_size: int = setting(32, "transitions per gradient step", high=4_096)
+    memory_size: int = setting(2_000, "replay memory capacity", high=10_000_000)
+    memory_policy: str = setting(
+        "random",
+        "once the memory is full, a new transition replaces a random one (the seed's) or the "
+        "oldest (fifo)",
+        choices=("random", "fifo"),
+    )
     min_observations: int = setting(1_000, "transitions stored before experience replay starts")
     epsilon_start: float = setting(1.0, "initial exploration rate")
     epsilon_min: float = setting(0.01, "exploration rate floor")
     epsilon_decay: float = setting(0.999, "epsilon is multiplied by this after every env step")
     target_update_every: int = setting(500, "copy the Q-network into the target every N env steps")
     train_every: int = setting(16, "run experience replay every N env steps ...")
-    gradient_steps: int = setting(16, "... with this many minibatch gradient steps per replay")
+    gradient_steps: int = setting(
+        16, "... with this many minibatch gradient steps per replay", high=256
+    )
+    double_dqn: bool = setting(
+        False, "Double DQN: the Q-network picks the next action, the target network values it"
+    )
+    loss: str = setting("mse", "regression loss of experience replay", choices=("mse", "huber"))
     no_xla: bool = setting(False, "compile the replay without XLA (slower, but starts faster)")
     # Evaluation (greedy, epsilon 0, on envs separate from the training env)
     eval_every: int = setting(250, "greedy evaluation every N env steps once replay has started")
-    eval_episodes: int = setting(10, "episodes per periodic evaluation")
-    confirm_episodes: int = setting(100, "episodes that must confirm a passing evaluation")
+    eval_episodes: int = setting(10, "episodes per periodic evaluation", high=10_000)
+    confirm_episodes: int = setting(
+        100, "episodes that must confirm a passing evaluation", high=10_000
+    )
     # Watching a saved agent instead of training
     watch: str | None = setting(None, "load this .keras model, evaluate it and record a GIF")
-    episodes: int = setting(100, "episodes to evaluate with --watch")
+    episodes: int = setting(100, "episodes to evaluate with --watch", high=10_000)
 
 
 # Evaluations use their own seeds so that no evaluation episode repeats a training episode.
 EVAL_SEED, CONFIRM_SEED, FINAL_SEED, GIF_SEED = 10_000, 20_000, 30_000, 40_000
 MOVING_AVERAGE = 20  # episodes in the plot's and the progress line's running mean
-GIF_TRIES = 10  # after.gif and watch.gif show the best of this many greedy episodes
 
 
 def flag(name: str) -> str:
@@ -111,20 +140,32 @@ def parse_args(argv=None) -> Config:
             parser.add_argument(flag(field.name), action="store_true", help=help)
         else:
             kind = {"int": int, "float": float}.get(field.type, str)
-            parser.add_argument(flag(field.name), type=kind, default=field.default, help=help)
+            parser.add_argument(
+                flag(field.name),
+                type=kind,
+                default=field.default,
+                choices=field.metadata["choices"],
+                help=help,
+            )
     return Config(**vars(parser.parse_args(argv)))
 
 
 def validate(cfg: Config) -> None:
     """Reject bad settings before TensorFlow is imported or anything is written."""
     for field in dataclasses.fields(cfg):
-        value = getattr(cfg, field.name)
+        value, name = getattr(cfg, field.name), flag(field.name)
         if field.type == "float" and not math.isfinite(value):
-            raise ConfigError(f"{flag(field.name)} must be a finite number, not {value}")
-        if field.type == "int" and field.name != "seed" and value < 1:
-            raise ConfigError(f"{flag(field.name)} must be >= 1")
+            raise ConfigError(f"{name} must be a finite number, not {value}")
+        if field.type == "int":
+            low, high = field.metadata["low"], field.metadata["high"]
+            low = 1 if low is None else low
+            if value < low:
+                raise ConfigError(f"{name} must be >= {low}")
+            if high is not None and value > high:
+                raise ConfigError(f"{name} must be <= {high:,}")
+        if isinstance(value, str) and "\0" in value:
+            raise ConfigError(f"{name} must not contain a NUL character")
     checks = [
-        (cfg.seed >= 0, "--seed must be >= 0"),
         (cfg.learning_rate > 0, "--learning-rate must be > 0"),
         (0 < cfg.gamma <= 1, "--gamma must be in (0, 1]"),
         (cfg.batch_size <= cfg.memory_size, "--batch-size must be in [1, --memory-size]"),
@@ -144,7 +185,6 @@ def validate(cfg: Config) -> None:
     check_env(cfg.env)
     if cfg.watch is not None:
         check_model_file(cfg.watch)
-    check_writable(Path(cfg.results_dir))
 
 
 def check_env(env_id: str) -> None:
@@ -178,15 +218,86 @@ def check_model_file(path: str) -> None:
             raise ConfigError(f"--watch {path!r}: not a Keras model (no config.json inside)")
 
 
-def check_writable(folder: Path) -> None:
-    """Check that `folder` exists and is writable, or can be created, without creating it."""
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(f"--results-dir {str(folder)!r}: {str(existing)!r} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"--results-dir {str(folder)!r}: {str(existing)!r} is not writable")
+LOCK_NAME = ".dqn_cartpole.lock"  # in --results-dir while a run uses it; holds the run's pid
+
+
+@contextlib.contextmanager
+def results_folder(folder: Path):
+    """Make `folder` ready before any work starts, and keep it to this run until the end.
+
+    The folder is created if need be and proved writable by a probe file, and a lock file
+    inside it (an flock, which the kernel drops when its process dies, even by kill -9) turns
+    away a second run. Any OS error here is bad input: nothing is left that was not there. Bad
+    input found later (a --watch file that Keras refuses) also removes the folders made here.
+    """
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    lock = None
+    try:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe-")
+            os.close(fd)
+            os.unlink(probe)
+            lock = take_lock(folder / LOCK_NAME)
+        except OSError as exc:
+            raise ConfigError(f"--results-dir {str(folder)!r}: {os_reason(exc)}") from None
+        yield
+    except ConfigError:
+        release_lock(lock, folder / LOCK_NAME)
+        lock = None
+        remove_made_folders(missing)
+        raise
+    finally:
+        release_lock(lock, folder / LOCK_NAME)
+
+
+def take_lock(path: Path):
+    """Hold an exclusive flock on `path`; refuse if a live process holds it."""
+    import fcntl
+
+    while True:
+        handle = open(path, "a+")  # noqa: SIM115 (held open for the whole run)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            handle.close()
+            raise ConfigError(
+                f"--results-dir {str(path.parent)!r} is in use by another run (pid {owner}); "
+                "wait for it to finish or choose another --results-dir"
+            ) from None
+        # The owner may have removed the file just before we locked it: lock the new one then.
+        if os.path.exists(path) and os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+            break
+        handle.close()
+    handle.seek(0)
+    stale = handle.read().strip()
+    if stale:  # the flock was free, so the process that wrote this pid died without cleaning up
+        print(f"taking over a stale lock of pid {stale} in {path.parent}")
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def release_lock(handle, path: Path) -> None:
+    if handle is not None:
+        with contextlib.suppress(OSError):  # the folder may be gone by now
+            os.unlink(path)
+        handle.close()  # closing the file releases the flock
+
+
+def remove_made_folders(made: list[Path]) -> None:
+    """Remove folders that this run created, deepest first, if they are still empty."""
+    for folder in made:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def os_reason(exc: OSError) -> str:
+    """An OS error in a few words: 'No space left on device', not a traceback."""
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,8 +321,10 @@ def setup_tensorflow(seed: int) -> None:
         os.dup2(saved_stderr, 2)
         os.close(saved_stderr)
     # The network is tiny: extra threads only add hand-off cost, and one thread is repeatable.
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    # (Set once: TensorFlow refuses a change after its first op, as when main() runs twice.)
+    if tf.config.threading.get_intra_op_parallelism_threads() != 1:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(seed)  # Python's random, NumPy's global state and TensorFlow
 
@@ -221,7 +334,7 @@ def setup_tensorflow(seed: int) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def build_q_network(n_observations: int, n_actions: int, learning_rate: float):
+def build_q_network(n_observations: int, n_actions: int, learning_rate: float, loss="mse"):
     """The seed's Q-network: Dense 24 -> Dense 12 -> one linear output per action."""
     import keras
 
@@ -233,7 +346,7 @@ def build_q_network(n_observations: int, n_actions: int, learning_rate: float):
             keras.layers.Dense(n_actions, activation="linear", kernel_initializer="he_normal"),
         ]
     )
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss)
     return model
 
 
@@ -252,13 +365,14 @@ def q_values(weights: list[np.ndarray], states: np.ndarray) -> np.ndarray:
     return hidden
 
 
-def td_targets(rewards, next_q_max, terminated, gamma):
-    """r + gamma * max_a' Q_target(s', a'), or just r where the episode really terminated.
+def td_targets(rewards, next_value, terminated, gamma):
+    """r + gamma * V(s'), or just r where the episode really terminated.
 
+    V(s') is max_a' Q_target(s', a'), or with Double DQN Q_target(s', argmax_a' Q(s', a')).
     A truncated step (the time limit) still bootstraps: the pole was up, the future was not zero.
     Works on NumPy arrays and TensorFlow tensors alike.
     """
-    return rewards + gamma * (1.0 - terminated) * next_q_max
+    return rewards + gamma * (1.0 - terminated) * next_value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,24 +383,28 @@ def td_targets(rewards, next_q_max, terminated, gamma):
 class ReplayMemory:
     """The seed's memory: a deque that appends until full, then overwrites a random slot.
 
-    Each transition is one float32 row [state, action, reward, terminated, next_state], so a
-    batch of minibatches is gathered with one np.stack instead of a loop per field.
+    With policy "fifo" a full deque drops its oldest transition instead, as deque(maxlen) does
+    by itself. Each transition is one float32 row [state, action, reward, terminated,
+    next_state], so a batch of minibatches is gathered with one np.stack, not a loop per field.
     """
 
-    def __init__(self, capacity: int, n_observations: int, rng: np.random.Generator):
+    def __init__(
+        self, capacity: int, n_observations: int, rng: np.random.Generator, policy: str = "random"
+    ):
         self.buffer: collections.deque = collections.deque(maxlen=capacity)
         self.n_observations = n_observations
         self.rng = rng
+        self.replace_random = policy == "random"
 
     def __len__(self) -> int:
         return len(self.buffer)
 
     def store(self, state, action, reward, next_state, terminated) -> None:
         row = np.concatenate((state, (action, reward, terminated), next_state), dtype=np.float32)
-        if len(self.buffer) < self.buffer.maxlen:
-            self.buffer.append(row)
-        else:
+        if self.replace_random and len(self.buffer) == self.buffer.maxlen:
             self.buffer[self.rng.integers(self.buffer.maxlen)] = row
+        else:
+            self.buffer.append(row)
 
     def sample(self, n_batches: int, batch_size: int):
         """Uniform minibatches, shaped (n_batches, batch_size, ...)."""
@@ -318,14 +436,15 @@ class DQNAgent:
         self.n_observations = int(self.env.observation_space.shape[0])
         self.rng = np.random.default_rng(cfg.seed)
 
-        self.q_network = build_q_network(self.n_observations, self.n_actions, cfg.learning_rate)
-        self.target_network = build_q_network(
-            self.n_observations, self.n_actions, cfg.learning_rate
-        )
+        sizes = (self.n_observations, self.n_actions, cfg.learning_rate, cfg.loss)
+        self.q_network = build_q_network(*sizes)
+        self.target_network = build_q_network(*sizes)
         self.update_target_network()
         self.q_network.optimizer.build(self.q_network.trainable_variables)
-        self.loss_fn = keras.losses.get(self.q_network.loss)  # "mse", as compiled
-        self.memory = ReplayMemory(cfg.memory_size, self.n_observations, self.rng)
+        self.loss_fn = keras.losses.get(self.q_network.loss)  # --loss, as compiled
+        self.memory = ReplayMemory(
+            cfg.memory_size, self.n_observations, self.rng, cfg.memory_policy
+        )
         self.epsilon = cfg.epsilon_start
 
         # NumPy copies of the Q-network's weights for acting; refreshed after every replay.
@@ -374,18 +493,30 @@ class DQNAgent:
         import tensorflow as tf
 
         model = self.q_network
-        next_q_max = tf.reduce_max(self.target_network(next_states, training=False), axis=1)
-        targets = td_targets(rewards, next_q_max, terminated, self.cfg.gamma)
+        targets = td_targets(rewards, self.next_value(next_states), terminated, self.cfg.gamma)
         with tf.GradientTape() as tape:
             q = model(states, training=True)
             # As in the seed, the regression target is the network's own output with only the
-            # taken action's entry replaced, so the MSE pulls on that entry alone.
+            # taken action's entry replaced, so the loss pulls on that entry alone.
             taken = tf.one_hot(actions, self.n_actions, on_value=True, off_value=False)
             target_q = tf.where(taken, targets[:, None], tf.stop_gradient(q))
             loss = tf.reduce_mean(self.loss_fn(target_q, q))
         grads = tape.gradient(loss, model.trainable_variables)
         model.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return loss
+
+    def next_value(self, next_states):
+        """V(s') for the TD target: max_a' Q_target(s', a'), or with Double DQN the target
+        network's value of the action that the Q-network picks, which counters the upward
+        bias of taking the max of noisy estimates."""
+        import tensorflow as tf
+
+        next_q = self.target_network(next_states, training=False)
+        if not self.cfg.double_dqn:
+            return tf.reduce_max(next_q, axis=1)
+        online_q = self.q_network(next_states, training=False)
+        best = tf.argmax(online_q, axis=1, output_type=tf.int32)
+        return tf.gather(next_q, best, axis=1, batch_dims=1)
 
     def _unflatten(self, flat: np.ndarray) -> list[np.ndarray]:
         parts, start = [], 0
@@ -456,32 +587,18 @@ def half_size(frame: np.ndarray) -> np.ndarray:
     return ((f[0::2, 0::2] + f[1::2, 0::2] + f[0::2, 1::2] + f[1::2, 1::2]) // 4).astype(np.uint8)
 
 
-def record_episode(weights, env_id: str, seed: int, tries: int = 1):
-    """Frames (at half size) of the best of `tries` greedy episodes from seeds
-    `seed`, `seed + 1`, ...; also its return, its seed and the env's frame rate.
-
-    Episodes are played without drawing first, which costs milliseconds, and only the chosen
-    one is drawn: the frames are what takes time.
-    """
+def record_episode(weights, env_id: str, seed: int):
+    """Frames (at half size) of one greedy episode from reset(seed), its return and the env's
+    frame rate. The seed is fixed in advance, so the episode shows what the agent does, not
+    its best moment."""
     import gymnasium as gym
 
     # Frames are drawn off-screen; SDL's dummy driver stops pygame from looking for a display.
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     env = gym.make(env_id, render_mode="rgb_array")
     try:
-        scores = {}
-        for candidate in range(seed, seed + tries):
-            scores[candidate], _ = play_episode(weights, env, candidate)
-            if env.spec.max_episode_steps and scores[candidate] >= env.spec.max_episode_steps:
-                break  # a full-length episode: nothing longer to find
-        best_seed = max(scores, key=scores.get)
-        total, frames = play_episode(weights, env, best_seed, render=True)
-        return (
-            [half_size(frame) for frame in frames],
-            total,
-            best_seed,
-            env.metadata.get("render_fps", 50),
-        )
+        total, frames = play_episode(weights, env, seed, render=True)
+        return [half_size(frame) for frame in frames], total, env.metadata.get("render_fps", 50)
     finally:
         env.close()
 
@@ -491,24 +608,32 @@ def record_episode(weights, env_id: str, seed: int, tries: int = 1):
 # ---------------------------------------------------------------------------------------------
 
 
+class WriteError(Exception):
+    """An output could not be written: one line naming the file and the OS reason, exit 1."""
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path):
     """Yield a temporary path in `path`'s folder; rename it to `path` only if the body succeeds.
 
-    A crash or Ctrl-C mid-write leaves the previous file (or none), never half of one.
+    A crash, a full disk or Ctrl-C mid-write leaves the previous file (or none), never half of
+    one, and no temporary file. An OS error becomes a WriteError that names `path`.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual mode
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual mode
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: {os_reason(exc)}") from exc
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(OSError):  # gone already once renamed into place
+                os.unlink(tmp)
     print(f"wrote {path}")
 
 
@@ -588,26 +713,40 @@ def plot_rewards(path: Path, episodes, evaluations, threshold, title: str) -> No
 
 
 class StopFlag:
-    """First Ctrl-C asks the loop to stop and save; a second one aborts at once."""
+    """The first Ctrl-C (or SIGTERM) asks the loop to stop and save; a second Ctrl-C aborts."""
 
     def __init__(self):
-        self.requested = False
+        self.signal = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
 
     def __call__(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
-        print("\nCtrl-C: stopping and saving what was learned (Ctrl-C again to abort)", flush=True)
+        self.signal = signum
+        name = signal.Signals(signum).name
+        print(f"\n{name}: stopping and saving what was learned (Ctrl-C again to abort)", flush=True)
 
 
 def train(agent: DQNAgent, cfg: Config, stop: StopFlag, tensorboard=None) -> dict:
-    """The main loop. Returns the history and the best greedy snapshot of the Q-network."""
+    """The main loop. Returns the history and the best greedy snapshot of the Q-network.
+
+    Until solved, a greedy evaluation every --eval-every steps plays --eval-episodes episodes;
+    one that reaches the env's reward threshold is checked on --confirm-episodes more, and
+    passing that check is "solved". Training then goes on for up to --polish-steps steps, each
+    evaluation now a --confirm-episodes check on the same episodes, and the snapshot that does
+    best on them is kept: the first snapshot to pass sits just above the threshold, and DQN's
+    Q-network keeps changing, so a better one usually comes along within a few thousand steps.
+    """
     threshold = agent.env.spec.reward_threshold
+    perfect = agent.env.spec.max_episode_steps  # the best return when rewards are at most 1
     episodes: list[tuple] = []  # (episode, total env steps, return, epsilon)
     evaluations: list[tuple] = []  # (env step, mean greedy return)
     best = {"score": -math.inf, "weights": agent.weights, "step": 0}
     result = {"stop_reason": "max_steps", "steps_to_solve": None, "seconds_to_solve": None}
-    episode_return, last_eval = 0.0, math.nan
+    episode_return, last_eval, polish_end = 0.0, math.nan, None
     clock, clock_step = time.perf_counter(), 0
 
     state, _ = agent.env.reset(seed=cfg.seed)
@@ -639,29 +778,38 @@ def train(agent: DQNAgent, cfg: Config, stop: StopFlag, tensorboard=None) -> dic
             state, _ = agent.env.reset()
 
         if replaying and step % cfg.eval_every == 0:
-            returns = evaluate(agent.weights, cfg.env, cfg.eval_episodes, EVAL_SEED, threshold)
-            last_eval = float(returns.mean())
+            if polish_end is None:  # not solved yet: a short check, then a long one if it passes
+                score = evaluate(
+                    agent.weights, cfg.env, cfg.eval_episodes, EVAL_SEED, threshold
+                ).mean()
+                if score > best["score"]:
+                    best = {"score": score, "weights": agent.weights, "step": step}
+                if threshold is not None and score >= threshold:
+                    score = evaluate(
+                        agent.weights, cfg.env, cfg.confirm_episodes, CONFIRM_SEED, threshold
+                    ).mean()
+                    print(f"step {step}: {cfg.confirm_episodes}-episode check {score:.1f}")
+                    if score >= threshold:
+                        # From here on every score is a long check, so the best starts again.
+                        best = {"score": score, "weights": agent.weights, "step": step}
+                        polish_end = step + cfg.polish_steps
+                        result.update(
+                            steps_to_solve=step,
+                            seconds_to_solve=time.perf_counter() - PROCESS_START,
+                            solve_check=float(score),
+                        )
+                        print(f"solved at step {step}; training up to {cfg.polish_steps} more")
+            else:  # solved: the same episodes each time, each snapshot against the best
+                score = evaluate(
+                    agent.weights, cfg.env, cfg.confirm_episodes, CONFIRM_SEED, threshold
+                ).mean()
+                if score > best["score"]:
+                    best = {"score": score, "weights": agent.weights, "step": step}
+                    print(f"step {step}: {cfg.confirm_episodes}-episode check {score:.1f}, best")
+            last_eval = float(score)
             evaluations.append((step, last_eval))
             if tensorboard:
                 tensorboard.scalar("eval/mean_return", last_eval, step)
-            if last_eval > best["score"]:
-                best = {"score": last_eval, "weights": agent.weights, "step": step}
-            if threshold is not None and last_eval >= threshold:
-                confirm = evaluate(
-                    agent.weights, cfg.env, cfg.confirm_episodes, CONFIRM_SEED, threshold
-                )
-                print(
-                    f"step {step}: evaluation {last_eval:.1f} >= {threshold:g}; "
-                    f"{cfg.confirm_episodes}-episode check {confirm.mean():.1f}"
-                )
-                if confirm.mean() >= threshold:
-                    best = {"score": last_eval, "weights": agent.weights, "step": step}
-                    result.update(
-                        stop_reason="solved",
-                        steps_to_solve=step,
-                        seconds_to_solve=time.perf_counter() - PROCESS_START,
-                    )
-                    break
 
         if step % cfg.log_every == 0:
             now = time.perf_counter()
@@ -675,12 +823,17 @@ def train(agent: DQNAgent, cfg: Config, stop: StopFlag, tensorboard=None) -> dic
             )
             clock, clock_step = now, step
 
+        if polish_end is not None and (step >= polish_end or best["score"] >= perfect):
+            result["stop_reason"] = "solved"
+            break
         if stop.requested:
             result["stop_reason"] = "interrupted"
             break
 
     if not evaluations:  # stopped before the first evaluation: the latest weights are all we have
         best = {"score": math.nan, "weights": agent.weights, "step": step}
+    if result["steps_to_solve"] is not None and result["stop_reason"] == "max_steps":
+        result["stop_reason"] = "solved"  # solved, then ran out of steps while polishing
     result.update(
         steps=step,
         episodes=episodes,
@@ -730,13 +883,13 @@ def run_training(cfg: Config) -> int:
 
     agent = DQNAgent(cfg)
     if not cfg.no_gifs:
-        frames, score, _, fps = record_episode(agent.weights, cfg.env, GIF_SEED)
+        frames, score, fps = record_episode(agent.weights, cfg.env, GIF_SEED)
         save_gif(results / "before.gif", frames, fps)
         print(f"untrained agent: return {score:.0f}")
 
     tensorboard = TensorBoardLog(results / "tensorboard") if cfg.tensorboard else None
     stop = StopFlag()
-    previous_handler = signal.signal(signal.SIGINT, stop)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         train_start = time.perf_counter()
         run = train(agent, cfg, stop, tensorboard)
@@ -746,32 +899,20 @@ def run_training(cfg: Config) -> int:
             tensorboard.close()
 
     best = run["best"]
+    evaluations_ran = bool(run["evaluations"])
     agent.q_network.set_weights(best["weights"])
     final = evaluate(best["weights"], cfg.env, cfg.confirm_episodes, FINAL_SEED)
     interrupted = run["stop_reason"] == "interrupted"
     print(
-        f"best snapshot (step {best['step']}): {cfg.confirm_episodes} greedy episodes on "
+        f"saved snapshot (step {best['step']}): {cfg.confirm_episodes} greedy episodes on "
         f"unseen seeds: mean {final.mean():.1f}, std {final.std():.1f}, min {final.min():.0f}"
     )
-
-    save_model(results / "model.keras", agent.q_network)
-    save_episodes_csv(results / "episodes.csv", run["episodes"])
-    solved = run["stop_reason"] == "solved"
+    solved = run["steps_to_solve"] is not None
     verdict = f"solved in {run['steps_to_solve']} steps" if solved else run["stop_reason"]
-    plot_rewards(
-        results / "rewards.png",
-        run["episodes"],
-        run["evaluations"],
-        run["threshold"],
-        f"DQN on {cfg.env}, seed {cfg.seed}: {verdict}",
-    )
+    gif = None
     if not cfg.no_gifs and not interrupted:
-        frames, score, gif_seed, fps = record_episode(best["weights"], cfg.env, GIF_SEED, GIF_TRIES)
-        save_gif(results / "after.gif", frames, fps)
-        print(
-            f"trained agent: return {score:.0f} "
-            f"(best of up to {GIF_TRIES} episodes, seed {gif_seed})"
-        )
+        gif = record_episode(best["weights"], cfg.env, GIF_SEED)
+        print(f"trained agent: return {gif[1]:.0f} (the episode from seed {GIF_SEED})")
     summary = {
         "env": cfg.env,
         "seed": cfg.seed,
@@ -780,15 +921,22 @@ def run_training(cfg: Config) -> int:
         "interrupted": interrupted,
         "steps_to_solve": run["steps_to_solve"],
         "seconds_to_solve": run["seconds_to_solve"],
+        "solve_check_mean": run.get("solve_check"),
         "steps": run["steps"],
         "episodes": len(run["episodes"]),
-        "best_snapshot_step": best["step"],
+        "saved_snapshot_step": best["step"],
+        "saved_snapshot_check_mean": float(best["score"]) if evaluations_ran else None,
+        "polish_seconds": (
+            time.perf_counter() - PROCESS_START - run["seconds_to_solve"] if solved else None
+        ),
         "eval_episodes": cfg.confirm_episodes,
         "eval_mean": float(final.mean()),
         "eval_std": float(final.std()),
         "eval_min": float(final.min()),
+        "gif_return": gif[1] if gif else None,
         "train_seconds": train_seconds,
         "total_seconds": time.perf_counter() - PROCESS_START,
+        "evaluations": run["evaluations"],
         "versions": {
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
@@ -797,12 +945,41 @@ def run_training(cfg: Config) -> int:
         },
         "config": dataclasses.asdict(cfg),
     }
-    save_json(results / "summary.json", summary)
-    signal.signal(signal.SIGINT, previous_handler)
-    print(f"{verdict}; {summary['total_seconds']:.1f} s in all")
+    title = f"DQN on {cfg.env}, seed {cfg.seed}: {verdict}"
+    # The model first: it is what the run was for. If results/ fails, it is saved elsewhere.
+    outputs = {
+        "model.keras": lambda path: save_model(path, agent.q_network),
+        "summary.json": lambda path: save_json(path, summary),
+        "episodes.csv": lambda path: save_episodes_csv(path, run["episodes"]),
+        "rewards.png": lambda path: plot_rewards(
+            path, run["episodes"], run["evaluations"], run["threshold"], title
+        ),
+    }
+    if gif:
+        outputs["after.gif"] = lambda path: save_gif(path, gif[0], gif[2])
+    write_outputs(results, outputs, keep=("model.keras", "summary.json", "episodes.csv"))
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+    print(f"{verdict}; {time.perf_counter() - PROCESS_START:.1f} s in all")
     if interrupted:
-        return 130
+        return 128 + stop.signal
     return 1 if run["stop_reason"] == "non_finite_loss" else 0
+
+
+def write_outputs(folder: Path, outputs: dict, keep: tuple) -> None:
+    """Write each output into `folder` in order. If one fails, write the outputs named in
+    `keep` to a new temporary folder instead, and raise a WriteError that names both."""
+    for name, write in outputs.items():
+        try:
+            write(folder / name)
+        except WriteError as exc:
+            fallback = Path(tempfile.mkdtemp(prefix="dqn_cartpole-"))
+            try:
+                for kept in keep:
+                    outputs[kept](fallback / kept)
+            except WriteError as again:
+                raise WriteError(f"{exc}; and the fallback failed too: {again}") from None
+            raise WriteError(f"{exc}; {', '.join(keep)} are saved in {fallback}/") from None
 
 
 def run_watch(cfg: Config) -> int:
@@ -834,12 +1011,9 @@ def run_watch(cfg: Config) -> int:
         f"std {returns.std():.1f}, min {returns.min():.0f}"
     )
     if not cfg.no_gifs:
-        frames, score, gif_seed, fps = record_episode(weights, cfg.env, GIF_SEED, GIF_TRIES)
+        frames, score, fps = record_episode(weights, cfg.env, GIF_SEED)
         save_gif(Path(cfg.results_dir) / "watch.gif", frames, fps)
-        print(
-            f"recorded episode: return {score:.0f} "
-            f"(best of up to {GIF_TRIES} episodes, seed {gif_seed})"
-        )
+        print(f"recorded episode: return {score:.0f} (the episode from seed {GIF_SEED})")
     return 0
 
 
@@ -847,10 +1021,16 @@ def main(argv=None) -> int:
     cfg = parse_args(argv)
     try:
         validate(cfg)
-        return run_watch(cfg) if cfg.watch else run_training(cfg)
+        if cfg.watch and cfg.no_gifs:  # nothing to write
+            return run_watch(cfg)
+        with results_folder(Path(cfg.results_dir)):
+            return run_watch(cfg) if cfg.watch else run_training(cfg)
     except ConfigError as exc:
         print(f"dqn_cartpole.py: error: {exc}", file=sys.stderr)
         return 2
+    except WriteError as exc:
+        print(f"dqn_cartpole.py: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130

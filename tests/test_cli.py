@@ -46,6 +46,14 @@ BAD_INPUTS = [
     (["--env", "NoSuchEnv-v9"], "--env 'NoSuchEnv-v9' cannot be made"),
     (["--env", "Pendulum-v1"], "has no discrete actions"),
     (["--watch", "missing/model.keras"], "no such file"),
+    (["--seed", str(2**32)], "--seed must be <= 4,294,967,295"),
+    (["--memory-size", str(10**19)], "--memory-size must be <= 10,000,000"),
+    (["--batch-size", "5000", "--memory-size", "10000"], "--batch-size must be <= 4,096"),
+    (["--gradient-steps", "1000"], "--gradient-steps must be <= 256"),
+    (["--confirm-episodes", "100000"], "--confirm-episodes must be <= 10,000"),
+    (["--polish-steps", "-1"], "--polish-steps must be >= 0"),
+    (["--memory-policy", "lifo"], "argument --memory-policy: invalid choice: 'lifo'"),
+    (["--loss", "mae"], "argument --loss: invalid choice: 'mae'"),
 ]
 
 
@@ -61,12 +69,12 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
     assert not out.exists()
 
 
-def test_unwritable_results_dir_is_refused_up_front(tmp_path):
+def test_results_dir_under_a_file_is_refused_up_front(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     result = run_script("--results-dir", blocker / "results", timeout=60)
     assert result.returncode == 2
-    assert "is not a folder" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "Not a directory" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert blocker.read_text() == "not a folder"
 
 
@@ -76,7 +84,7 @@ def test_read_only_results_dir_is_refused_up_front(tmp_path):
     locked.mkdir()
     locked.chmod(0o500)
     result = run_script("--results-dir", locked / "results", timeout=60)
-    assert result.returncode == 2 and "is not writable" in result.stderr
+    assert result.returncode == 2 and "Permission denied" in result.stderr
 
 
 def test_help_and_bad_input_do_not_import_tensorflow():
@@ -164,15 +172,39 @@ def gif_frames_and_milliseconds(path):
     return len(durations), sum(durations)
 
 
-def test_after_gif_shows_the_full_500_steps_in_real_time_and_is_small(default_run):
+def test_after_gif_shows_the_fixed_seed_episode_in_real_time_and_is_small(default_run):
     out, result = default_run
-    assert "trained agent: return 500" in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    episode_return = summary["gif_return"]
+    assert f"trained agent: return {episode_return:.0f} (the episode from seed 40000)" in (
+        result.stdout
+    )
     _, milliseconds = gif_frames_and_milliseconds(out / "after.gif")
     # CartPole renders at 50 fps: the first frame and one per step, 20 ms each, is real time.
-    assert milliseconds == 501 * 20
+    assert milliseconds == (episode_return + 1) * 20
     assert (out / "after.gif").stat().st_size <= 3 * 2**20
     _, before_ms = gif_frames_and_milliseconds(out / "before.gif")
     assert before_ms < 200 * 20  # the untrained network drops the pole quickly
+
+
+def test_default_run_trains_on_after_solving_and_saves_a_better_snapshot(default_run):
+    out, result = default_run
+    summary = json.loads((out / "summary.json").read_text())
+    solved_at, saved_at = summary["steps_to_solve"], summary["saved_snapshot_step"]
+    polish = summary["config"]["polish_steps"]
+    assert solved_at <= saved_at <= summary["steps"] <= solved_at + polish
+    assert summary["saved_snapshot_check_mean"] >= summary["solve_check_mean"] >= 475
+    assert summary["polish_seconds"] > 0
+    assert f"solved at step {solved_at}" in result.stdout
+
+
+def test_polish_steps_zero_saves_the_first_snapshot_that_solves(tmp_path):
+    out = tmp_path / "out"
+    result = run_script("--polish-steps", "0", "--no-gifs", "--results-dir", out)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["solved"] is True
+    assert summary["steps"] == summary["steps_to_solve"] == summary["saved_snapshot_step"]
 
 
 def test_saved_model_is_the_keras_q_network(default_run, tensorflow_ready):

@@ -219,3 +219,116 @@ def test_atomic_path_writes_files_with_the_usual_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "episodes.csv").stat().st_mode & 0o777 == 0o644
+
+
+# ---- Variants: FIFO memory, Double DQN, Huber loss -------------------------------------------
+
+
+def test_fifo_memory_when_full_drops_the_oldest():
+    memory = dqn.ReplayMemory(10, n_observations=4, rng=np.random.default_rng(0), policy="fifo")
+    fill(memory, 25)
+    assert len(memory) == 10
+    assert [row[0] for row in memory.buffer] == list(range(15, 25))  # the newest ten, in order
+
+
+def set_dense(model, kernels_and_biases):
+    model.set_weights([np.asarray(w, np.float32) for w in kernels_and_biases])
+
+
+def identity_like_network(q_for_action_0, q_for_action_1):
+    """Weights of a 4-24-12-2 ReLU network whose Q-values are linear in the first two inputs:
+    Q(s) = (q_for_action_0 * s[0], q_for_action_1 * s[1]) for non-negative s."""
+    w1 = np.zeros((4, 24)), np.zeros(24)
+    w1[0][0, 0] = w1[0][1, 1] = 1.0
+    w2 = np.zeros((24, 12)), np.zeros(12)
+    w2[0][0, 0] = w2[0][1, 1] = 1.0
+    w3 = np.zeros((12, 2)), np.zeros(2)
+    w3[0][0, 0], w3[0][1, 1] = q_for_action_0, q_for_action_1
+    return [*w1, *w2, *w3]
+
+
+@pytest.mark.parametrize("double", [False, True], ids=["dqn", "double-dqn"])
+def test_next_value_is_the_targets_max_or_its_value_of_the_online_choice(tensorflow_ready, double):
+    agent = dqn.DQNAgent(dqn.Config(double_dqn=double))
+    set_dense(agent.q_network, identity_like_network(1.0, 2.0))  # online: action 1 looks best
+    set_dense(agent.target_network, identity_like_network(5.0, 3.0))  # target: action 0 is
+    next_states = np.array([[1.0, 1.0, 0.0, 0.0]], np.float32)
+    value = float(agent.next_value(next_states)[0])
+    # DQN takes the target's max (5); Double DQN lets the online network pick action 1 and
+    # takes the target's value of it (3).
+    assert value == pytest.approx(3.0 if double else 5.0)
+
+
+@pytest.mark.parametrize("loss, expected", [("mse", 50.0), ("huber", 4.75)])
+def test_loss_flag_chooses_the_replay_loss(tensorflow_ready, loss, expected):
+    agent = dqn.DQNAgent(dqn.Config(loss=loss))
+    assert agent.q_network.loss == loss
+    # One taken action off by 10 and the other exact, averaged over the two actions: MSE gives
+    # 100 / 2, Huber (delta 1) gives (0.5 + 9) / 2: it grows linearly with large errors.
+    value = agent.loss_fn(np.array([[10.0, 0.0]]), np.array([[0.0, 0.0]]))
+    assert float(np.mean(value)) == pytest.approx(expected)
+
+
+# ---- After solving: keep training and keep the best snapshot --------------------------------
+
+
+def scripted_evaluate(monkeypatch, short, long):
+    """Replace evaluate(): short checks return `short`, long ones the next of `long`."""
+    long = iter(long)
+    calls = []
+
+    def fake(weights, env_id, episodes, seed, pass_mark=None):
+        score = short if episodes == 10 else next(long)
+        calls.append((episodes, score))
+        return np.full(episodes, float(score))
+
+    monkeypatch.setattr(dqn, "evaluate", fake)
+    return calls
+
+
+def polish_config(**overrides):
+    settings = dict(
+        min_observations=32,
+        batch_size=32,
+        eval_every=100,
+        max_steps=5_000,
+        polish_steps=400,
+        no_xla=True,
+        log_every=10**6,
+    )
+    return dqn.Config(**{**settings, **overrides})
+
+
+def test_after_solving_training_goes_on_and_keeps_the_best_long_check(
+    tensorflow_ready, monkeypatch
+):
+    # First long check 476 solves (step 100); then 490, 470, 495, 480 at steps 200-500.
+    scripted_evaluate(monkeypatch, short=480, long=[476, 490, 470, 495, 480])
+    agent = dqn.DQNAgent(polish_config())
+    run = dqn.train(agent, agent.cfg, dqn.StopFlag())
+    assert run["steps_to_solve"] == 100 and run["solve_check"] == 476
+    assert run["steps"] == 500 and run["stop_reason"] == "solved"  # 400 steps after solving
+    assert run["best"]["step"] == 400 and run["best"]["score"] == 495
+
+
+def test_a_perfect_check_ends_training_at_once(tensorflow_ready, monkeypatch):
+    calls = scripted_evaluate(monkeypatch, short=480, long=[476, 500.0, 499])
+    agent = dqn.DQNAgent(polish_config())
+    run = dqn.train(agent, agent.cfg, dqn.StopFlag())
+    assert run["steps"] == 200 and run["best"]["step"] == 200 and run["best"]["score"] == 500
+    assert calls[-1] == (100, 500.0)
+
+
+def test_polish_steps_zero_stops_at_the_first_solve(tensorflow_ready, monkeypatch):
+    scripted_evaluate(monkeypatch, short=480, long=[476, 500])
+    agent = dqn.DQNAgent(polish_config(polish_steps=0))
+    run = dqn.train(agent, agent.cfg, dqn.StopFlag())
+    assert run["steps"] == run["steps_to_solve"] == run["best"]["step"] == 100
+
+
+def test_a_failed_long_check_is_not_a_solve(tensorflow_ready, monkeypatch):
+    scripted_evaluate(monkeypatch, short=480, long=[474] * 100)
+    agent = dqn.DQNAgent(polish_config(max_steps=1_000))
+    run = dqn.train(agent, agent.cfg, dqn.StopFlag())
+    assert run["steps_to_solve"] is None and run["stop_reason"] == "max_steps"
+    assert run["steps"] == 1_000

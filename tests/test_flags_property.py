@@ -1,0 +1,143 @@
+"""Property tests over the whole flag space: every command line is refused in one line, or
+accepted and then works with every library it reaches."""
+
+import contextlib
+import dataclasses
+import io
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import dqn_cartpole as dqn
+
+FIELDS = {field.name: field for field in dataclasses.fields(dqn.Config)}
+JUNK = st.sampled_from(["", "ten", "1e3", "0x10", "--", "nan", "-inf", "1,000", " 7"])
+ENVS = ["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1", "NoSuchEnv-v0", "", "x/y"]
+
+
+def any_value(field):
+    """Strings for one flag: near its range, anywhere, or junk."""
+    if field.metadata["choices"]:
+        return st.sampled_from([*field.metadata["choices"], "bogus", ""])
+    if field.name == "env":
+        return st.sampled_from(ENVS)
+    if field.type == "int":
+        return st.one_of(st.integers(-3, 2_000), st.integers(-(2**70), 2**70), JUNK)
+    if field.type == "float":
+        near = st.floats(-0.5, 1.5)
+        anything = st.floats(allow_nan=True, allow_infinity=True)
+        return st.one_of(near.map(repr), anything.map(repr), JUNK)
+    return st.none()
+
+
+@st.composite
+def command_lines(draw):
+    """Any command line: each flag present or not, with any value; sometimes a stray word."""
+    argv = []
+    for name, field in FIELDS.items():
+        if name in ("results_dir", "watch", "tensorboard") or not draw(st.booleans()):
+            continue
+        if field.type == "bool":
+            argv.append(dqn.flag(name))
+        else:
+            argv += [dqn.flag(name), str(draw(any_value(field)))]
+    if draw(st.booleans()):
+        argv.append(draw(st.sampled_from(["--no-such-flag", "stray", "--seed"])))
+    return argv
+
+
+@st.composite
+def small_valid_command_lines(draw):
+    """Command lines that the README says are fine, with sizes small enough to run at once."""
+    batch = draw(st.integers(1, 32))
+    memory = draw(st.integers(batch, 3_000))
+    values = {
+        "env": st.sampled_from(["CartPole-v1", "Acrobot-v1", "MountainCar-v0"]),
+        "seed": st.integers(0, 2**32 - 1),
+        "batch_size": st.just(batch),
+        "memory_size": st.just(memory),
+        "min_observations": st.integers(batch, memory),
+        "gamma": st.floats(1e-6, 1.0),
+        "learning_rate": st.floats(1e-8, 10.0),
+        "epsilon_start": st.floats(0.0, 1.0),
+        "epsilon_min": st.floats(0.0, 1.0),
+        "epsilon_decay": st.floats(0.0, 1.0),
+        "gradient_steps": st.integers(1, 8),
+        "eval_episodes": st.integers(1, 20),
+        "polish_steps": st.integers(0, 100),
+        "memory_policy": st.sampled_from(["random", "fifo"]),
+        "loss": st.sampled_from(["mse", "huber"]),
+    }
+    linked = ("batch_size", "memory_size", "min_observations")  # always given together
+    argv = []
+    for name, field in FIELDS.items():
+        if name in ("results_dir", "watch", "tensorboard"):
+            continue
+        if name not in linked and not draw(st.booleans()):
+            continue
+        if field.type == "bool":
+            argv.append(dqn.flag(name))
+        else:
+            argv += [dqn.flag(name), str(draw(values.get(name, st.integers(1, 50))))]
+    return argv
+
+
+def refused_or_accepted(argv):
+    """Parse and validate `argv` as main() does. Returns the Config, or None if refused, after
+    checking that the refusal is one line on stderr and exit code 2."""
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            cfg = dqn.parse_args(argv)
+    except SystemExit as exit:
+        assert exit.code == 2
+        lines = err.getvalue().strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("dqn_cartpole.py: error:"), lines
+        return None
+    try:
+        dqn.validate(cfg)
+    except dqn.ConfigError as error:
+        assert "\n" not in str(error) and str(error)
+        return None
+    return cfg
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(command_lines())
+def test_every_command_line_is_refused_in_one_line_or_accepted(argv):
+    refused_or_accepted(argv)  # raises on a traceback-shaped failure or a multi-line refusal
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_valid_command_lines())
+def test_every_accepted_command_line_builds_replays_and_evaluates(tensorflow_ready, argv):
+    import keras
+
+    cfg = refused_or_accepted(argv)
+    assert cfg is not None, f"refused a good command line: {argv}"
+    cfg = dataclasses.replace(cfg, no_xla=True)  # XLA would compile for a second per example
+    keras.utils.set_random_seed(cfg.seed)  # every accepted seed is one NumPy and TF accept
+    agent = dqn.DQNAgent(cfg)
+    state, _ = agent.env.reset(seed=cfg.seed)
+    for _ in range(cfg.batch_size):
+        action = agent.get_action(state)
+        next_state, reward, terminated, truncated, _ = agent.env.step(action)
+        agent.remember(state, action, reward, next_state, terminated)
+        agent.decay_epsilon()
+        state = next_state if not (terminated or truncated) else agent.env.reset()[0]
+    loss = agent.experience_replay()
+    assert isinstance(loss, float)
+    returns = dqn.evaluate(agent.weights, cfg.env, cfg.eval_episodes, dqn.EVAL_SEED)
+    assert returns.shape == (cfg.eval_episodes,) and np.all(np.isfinite(returns))
+
+
+@pytest.mark.parametrize("seed", [0, 2**32 - 1])
+def test_the_extreme_seeds_reach_every_seeded_library(tensorflow_ready, seed):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    agent = dqn.DQNAgent(dqn.Config(seed=seed))
+    agent.env.reset(seed=seed)
+    assert agent.get_action(np.zeros(4, np.float32)) in (0, 1)
