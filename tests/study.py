@@ -1,0 +1,429 @@
+"""Study: how variants of the DQN compare over many seeds, each run a whole process.
+
+    python tests/study.py --runs study/tuning.csv --seeds 0-19 \\
+        --variant default --variant "fifo=--memory-policy fifo" --variant "double=--double-dqn"
+    python tests/study.py --runs study/tuning.csv --report-only     # tables and figure again
+
+Every variant x seed runs `python dqn_cartpole.py --no-gifs --seed S FLAGS` in its own folder,
+pinned to one core with one math thread, as many at a time as --jobs (one per core by default).
+Each finished run is appended to the --runs CSV at once, so a study that is stopped resumes where
+it was: a (flags, seed) pair already in the file is not run again.
+
+Each saved model is then scored by this file's own evaluation, not the script's: 100 greedy
+episodes of CartPole-v1 from reset seeds 900,000-900,099, which no run ever sees, with the
+weights read straight from model.keras and a NumPy forward pass written here.
+
+The report gives per variant: solved / N, the median and interquartile range of env steps to
+solve, a 95% bootstrap interval of the median, the ratio of medians to the first variant with its
+interval (seeds resampled in pairs), the saved models' evaluation, and the median whole-process
+time; and a figure of the distribution of steps to solve beside the greedy evaluation curves.
+pytest does not collect this file, and no test runs it: a study takes many minutes.
+"""
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+OWN_EVAL_SEED, OWN_EVAL_EPISODES, PERFECT = 900_000, 100, 500.0
+BOOTSTRAP = 10_000
+FIELDS = [
+    "variant",
+    "flags",
+    "seed",
+    "solved",
+    "steps_to_solve",
+    "steps",
+    "seconds_to_solve",
+    "polish_seconds",
+    "process_seconds",
+    "script_eval_mean",
+    "own_eval_mean",
+    "own_eval_min",
+    "own_eval_perfect_episodes",
+    "evaluations",
+]
+
+
+# ---- Running -----------------------------------------------------------------------------------
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-19' or '1000-1019,5' -> a list of seeds."""
+    seeds = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        seeds += range(int(first), int(last or first) + 1)
+    return seeds
+
+
+def parse_variant(text: str) -> tuple[str, str]:
+    """'name=--flag value' -> (name, flags); a bare name has no flags."""
+    name, _, flags = text.partition("=")
+    return name.strip(), " ".join(shlex.split(flags))
+
+
+def model_weights(path: Path) -> list[np.ndarray]:
+    """Kernels and biases of the Dense layers in a .keras file, read with h5py (no TensorFlow)."""
+    import h5py
+
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+        weights_file = io.BytesIO(archive.read("model.weights.h5"))
+    layers = config["config"]["layers"]
+    names = [layer["config"]["name"] for layer in layers if layer["class_name"] == "Dense"]
+    with h5py.File(weights_file, "r") as h5:
+        layers = h5["layers"]
+        return [np.array(layers[name]["vars"][str(i)]) for name in names for i in (0, 1)]
+
+
+def own_evaluation(weights: list[np.ndarray]) -> np.ndarray:
+    """Greedy returns of CartPole-v1 episodes from OWN_EVAL_SEED on, one env, one at a time."""
+    import gymnasium as gym
+
+    def act(obs):
+        x = obs.astype(np.float32)
+        for layer in range(0, len(weights), 2):
+            x = x @ weights[layer] + weights[layer + 1]
+            if layer + 2 < len(weights):
+                x = np.maximum(x, 0)
+        return int(np.argmax(x))
+
+    env = gym.make("CartPole-v1")
+    returns = []
+    for episode in range(OWN_EVAL_EPISODES):
+        obs, _ = env.reset(seed=OWN_EVAL_SEED + episode)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(act(obs))
+            total += reward
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    return np.array(returns)
+
+
+def run_one(variant: str, flags: str, seed: int, core: int) -> dict:
+    """One whole training process, then this file's own evaluation of its model, on `core`."""
+    with tempfile.TemporaryDirectory() as folder:
+        command = ["taskset", "-c", str(core), sys.executable, str(ROOT / "dqn_cartpole.py")]
+        command += ["--no-gifs", "--seed", str(seed), "--results-dir", folder, *shlex.split(flags)]
+        start = time.perf_counter()
+        proc = subprocess.run(
+            command, env={**os.environ, **ONE_THREAD}, capture_output=True, text=True
+        )
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(f"{variant} seed {seed}: exit {proc.returncode}: {proc.stderr}")
+        summary = json.loads((Path(folder) / "summary.json").read_text())
+        evaluate = [sys.executable, __file__, "--evaluate", str(Path(folder) / "model.keras")]
+        scored = subprocess.run(
+            ["taskset", "-c", str(core), *evaluate],
+            env={**os.environ, **ONE_THREAD},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    returns = np.array(json.loads(scored.stdout))
+    return {
+        "variant": variant,
+        "flags": flags,
+        "seed": seed,
+        "solved": summary["solved"],
+        "steps_to_solve": summary["steps_to_solve"] or "",
+        "steps": summary["steps"],
+        "seconds_to_solve": summary["seconds_to_solve"] or "",
+        "polish_seconds": summary["polish_seconds"] or "",
+        "process_seconds": round(wall, 3),
+        "script_eval_mean": summary["eval_mean"],
+        "own_eval_mean": returns.mean(),
+        "own_eval_min": returns.min(),
+        "own_eval_perfect_episodes": int((returns >= PERFECT).sum()),
+        "evaluations": json.dumps(
+            [[int(s), round(float(m), 1)] for s, m in summary["evaluations"]]
+        ),
+    }
+
+
+def read_runs(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def run_study(path: Path, variants, seeds, jobs: int) -> None:
+    done = {(row["flags"], int(row["seed"])) for row in read_runs(path)}
+    todo = [(v, f, s) for s in seeds for v, f in variants if (f, s) not in done]
+    print(f"{len(done)} runs already in {path}; {len(todo)} to go on {jobs} cores", flush=True)
+    if not todo:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cores = sorted(os.sched_getaffinity(0))[:jobs]
+    free_cores, lock = list(cores), threading.Lock()
+    new_file = not path.exists()
+
+    def task(variant, flags, seed):
+        with lock:
+            core = free_cores.pop()
+        try:
+            return run_one(variant, flags, seed, core)
+        finally:
+            with lock:
+                free_cores.append(core)
+
+    start = time.perf_counter()
+    with open(path, "a", newline="") as f, ThreadPoolExecutor(len(cores)) as pool:
+        writer = csv.DictWriter(f, FIELDS)
+        if new_file:
+            writer.writeheader()
+        futures = [pool.submit(task, *job) for job in todo]
+        failures = 0
+        for count, future in enumerate(as_completed(futures), 1):
+            try:
+                row = future.result()
+            except (RuntimeError, subprocess.CalledProcessError) as exc:
+                failures += 1  # not written down, so the next resume tries it again
+                print(f"[{count}/{len(todo)}] FAILED: {exc}", flush=True)
+                continue
+            writer.writerow(row)
+            f.flush()
+            elapsed = time.perf_counter() - start
+            outcome = f"solved at {row['steps_to_solve']}" if row["solved"] else "not solved"
+            print(
+                f"[{count}/{len(todo)}] {row['variant']} seed {row['seed']}: {outcome}, "
+                f"{row['process_seconds']:.1f} s, own eval {row['own_eval_mean']:.1f} | "
+                f"about {elapsed / count * (len(todo) - count) / 60:.0f} min to go",
+                flush=True,
+            )
+    if failures:
+        sys.exit(f"study: {failures} runs failed; run the same command again to retry them")
+
+
+# ---- Statistics ------------------------------------------------------------------------------
+
+
+def quantile(sorted_values: np.ndarray, q: float) -> float:
+    """Linear-interpolated quantile that treats inf (not solved) as larger than any number."""
+    position = q * (len(sorted_values) - 1)
+    low, high = math.floor(position), math.ceil(position)
+    a, b = sorted_values[low], sorted_values[high]
+    if math.isinf(a) or math.isinf(b):
+        return math.inf if position > low or math.isinf(a) else a
+    return a + (b - a) * (position - low)
+
+
+def median(values) -> float:
+    return quantile(np.sort(np.asarray(values, dtype=float)), 0.5)
+
+
+def bootstrap_medians(values_by_variant: list[np.ndarray], rng) -> np.ndarray:
+    """Medians of BOOTSTRAP resamples of the seeds, the same resample for every variant."""
+    n = len(values_by_variant[0])
+    picks = rng.integers(n, size=(BOOTSTRAP, n))
+    return np.array(
+        [[median(values[p]) for p in picks] for values in values_by_variant]
+    )  # (variants, BOOTSTRAP)
+
+
+def interval(samples: np.ndarray) -> tuple[float, float]:
+    ordered = np.sort(samples)
+    return quantile(ordered, 0.025), quantile(ordered, 0.975)
+
+
+def steps(value: float) -> str:
+    return "not solved" if math.isinf(value) else f"{value:,.0f}"
+
+
+def report(runs: list[dict], seeds: list[int] | None) -> str:
+    variants = list(dict.fromkeys(row["variant"] for row in runs))
+    by_variant = {v: {int(r["seed"]): r for r in runs if r["variant"] == v} for v in variants}
+    if seeds is None:  # the seeds every variant has finished
+        seeds = sorted(set.intersection(*(set(rows) for rows in by_variant.values())))
+    missing = [v for v in variants if not set(seeds) <= set(by_variant[v])]
+    variants = [v for v in variants if v not in missing]
+    to_solve = [
+        np.array(
+            [
+                float(by_variant[v][s]["steps_to_solve"] or math.inf)
+                if by_variant[v][s]["solved"] == "True"
+                else math.inf
+                for s in seeds
+            ]
+        )
+        for v in variants
+    ]
+    boot = bootstrap_medians(to_solve, np.random.default_rng(0))
+    lines = [
+        f"Seeds {seed_text(seeds)} ({len(seeds)} per variant); steps are env steps to the first "
+        "100-episode check >= 475; ratio = this variant's median / the first row's, with a 95% "
+        f"paired bootstrap interval ({BOOTSTRAP:,} resamples of the seeds); saved models are "
+        f"scored on {OWN_EVAL_EPISODES} unseen greedy episodes by tests/study.py's own "
+        "evaluation.",
+        "",
+        "| variant | flags | solved | median steps (IQR) | 95% CI of median | ratio to "
+        f"{variants[0]} (95% CI) | worst | saved models: mean of means, lowest | models at "
+        "500.0 | median process s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for i, variant in enumerate(variants):
+        values = np.sort(to_solve[i])
+        rows = [by_variant[variant][s] for s in seeds]
+        own = np.array([float(r["own_eval_mean"]) for r in rows])
+        seconds = [float(r["process_seconds"]) for r in rows]
+        low, high = interval(boot[i])
+        ratio = boot[i] / boot[0]
+        ratio_low, ratio_high = interval(np.where(np.isnan(ratio), math.inf, ratio))
+        point = median(values) / median(to_solve[0])
+        ratio_text = "-" if i == 0 else f"{point:.2f} ({ratio_low:.2f}-{ratio_high:.2f})"
+        lines.append(
+            f"| {variant} | `{rows[0]['flags'] or '(defaults)'}` "
+            f"| {int(np.isfinite(values).sum())}/{len(values)} "
+            f"| {steps(median(values))} ({steps(quantile(values, 0.25))}-"
+            f"{steps(quantile(values, 0.75))}) | {steps(low)}-{steps(high)} | {ratio_text} "
+            f"| {steps(values[-1])} | {own.mean():.1f}, {own.min():.1f} "
+            f"| {int((own >= PERFECT).sum())}/{len(own)} | {median(seconds):.1f} |"
+        )
+    if missing:
+        lines += ["", f"Left out (not every seed finished): {', '.join(missing)}."]
+    return "\n".join(lines)
+
+
+def seed_text(seeds: list[int]) -> str:
+    if seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+def plot(runs: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = list(dict.fromkeys(row["variant"] for row in runs))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
+    grid = np.arange(0, 150_001, 250)
+    for variant in variants:
+        rows = [r for r in runs if r["variant"] == variant]
+        solved = np.sort([float(r["steps_to_solve"]) for r in rows if r["solved"] == "True"])
+        fraction = np.arange(1, len(solved) + 1) / len(rows)
+        line = left.step(
+            np.concatenate([[0], solved, [grid[-1]]]),
+            np.concatenate([[0], fraction, [fraction[-1] if len(fraction) else 0]]),
+            where="post",
+            label=f"{variant} ({len(solved)}/{len(rows)})",
+        )[0]
+        curves = []
+        for r in rows:  # each run's latest evaluation; once stopped, its saved model's score
+            evals = np.array(json.loads(r["evaluations"]) or [[0, 0.0]])
+            index = np.searchsorted(evals[:, 0], grid, side="right") - 1
+            curve = np.where(index >= 0, evals[np.maximum(index, 0), 1], np.nan)
+            curves.append(np.where(grid > int(r["steps"]), float(r["own_eval_mean"]), curve))
+        curves = np.array(curves)
+        right.plot(grid, np.nanmean(curves, axis=0), color=line.get_color(), label=variant)
+        right.fill_between(
+            grid,
+            np.nanpercentile(curves, 25, axis=0),
+            np.nanpercentile(curves, 75, axis=0),
+            color=line.get_color(),
+            alpha=0.15,
+        )
+    left.set(
+        xlabel="env steps",
+        ylabel="fraction of seeds solved",
+        title="Steps to solve (ECDF; the first 100-episode check >= 475)",
+        xlim=(0, grid[-1]),
+        ylim=(0, 1.02),
+    )
+    right.axhline(475, color="tab:red", ls="--", lw=1)
+    right.set(
+        xlabel="env steps",
+        ylabel="greedy return",
+        title="Greedy evaluation: mean over seeds, band = interquartile range",
+        xlim=(0, 60_000),
+    )
+    right.text(
+        0.99,
+        0.02,
+        "until solved: 10 episodes, cut short once they cannot reach 475 (a lower bound);\n"
+        "after a run stops: its saved model's score on 100 unseen episodes",
+        transform=right.transAxes,
+        ha="right",
+        fontsize=7,
+    )
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right" if ax is left else "center right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+# ---- Command line ------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, required=False, help="CSV of finished runs")
+    parser.add_argument("--variant", action="append", default=[], help="NAME or NAME=FLAGS")
+    parser.add_argument("--seeds", default="0-19", help="e.g. 0-19 or 1000-1019")
+    parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--report-only", action="store_true", help="no runs: tables and figure")
+    parser.add_argument("--table", type=Path, help="also write the Markdown table here")
+    parser.add_argument("--figure", type=Path, help="write the figure here (PNG)")
+    parser.add_argument("--title", default="DQN on CartPole-v1", help="the figure's title")
+    parser.add_argument("--evaluate", type=Path, help=argparse.SUPPRESS)  # used by run_one
+    args = parser.parse_args()
+    if args.evaluate:
+        print(json.dumps(own_evaluation(model_weights(args.evaluate)).tolist()))
+        return
+    if args.runs is None:
+        parser.error("--runs is required")
+    seeds = parse_seeds(args.seeds)
+    variants = [parse_variant(v) for v in args.variant]
+    if not args.report_only:
+        if not variants:
+            parser.error("name at least one --variant (or use --report-only)")
+        if not 1 <= args.jobs <= len(os.sched_getaffinity(0)):
+            parser.error(f"--jobs must be in [1, {len(os.sched_getaffinity(0))}]")
+        run_study(args.runs, variants, seeds, args.jobs)
+    runs = read_runs(args.runs)
+    names = [name for name, _ in variants]
+    if names:  # report these variants, in this order
+        runs = sorted(
+            (r for r in runs if r["variant"] in names), key=lambda r: names.index(r["variant"])
+        )
+    runs = [r for r in runs if int(r["seed"]) in seeds]
+    if not runs:
+        sys.exit(f"study: no finished runs for seeds {args.seeds} in {args.runs}")
+    table = report(runs, None)
+    print(table)
+    if args.table:
+        args.table.parent.mkdir(parents=True, exist_ok=True)
+        args.table.write_text(table + "\n")
+        print(f"wrote {args.table}")
+    if args.figure:
+        plot(runs, args.figure, args.title)
+
+
+if __name__ == "__main__":
+    main()
