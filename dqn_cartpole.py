@@ -11,9 +11,11 @@ purpose: only a real termination stops the bootstrap (hitting the 500-step limit
 truncation, not a failure), and the network is trained by a compiled TensorFlow function that
 runs several gradient steps per call instead of calling predict()/fit() on every env step.
 
-Training stops once a greedy evaluation reaches the env's reward threshold (475 for
-CartPole-v1) and a 100-episode evaluation confirms it. What lands in --results-dir:
-rewards.png, episodes.csv, summary.json, model.keras, before.gif and after.gif.
+The run is solved once a greedy evaluation reaches the env's reward threshold (475 for
+CartPole-v1) and a 100-episode check confirms it; training then goes on a little and keeps the
+snapshot that does best on that check. What lands in --results-dir: model.keras, summary.json,
+episodes.csv, rewards.png, before.gif and after.gif. A run holds a lock on the folder while it
+works, and if the folder cannot be written at the end, the model goes to a temporary folder.
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ class Config:
         "once solved, train up to this many more steps and keep the snapshot that does best on "
         "--confirm-episodes fresh episodes (0: stop at once)",
         low=0,
+    )
+    polish_lr_factor: float = setting(
+        1.0, "once solved, multiply the learning rate by this, in (0, 1]"
     )
     results_dir: str = setting("results", "where the plot, GIFs, model and logs are written")
     no_gifs: bool = setting(False, "skip before.gif and after.gif (saves a few seconds)")
@@ -168,6 +173,7 @@ def validate(cfg: Config) -> None:
     checks = [
         (cfg.learning_rate > 0, "--learning-rate must be > 0"),
         (0 < cfg.gamma <= 1, "--gamma must be in (0, 1]"),
+        (0 < cfg.polish_lr_factor <= 1, "--polish-lr-factor must be in (0, 1]"),
         (cfg.batch_size <= cfg.memory_size, "--batch-size must be in [1, --memory-size]"),
         (
             cfg.batch_size <= cfg.min_observations <= cfg.memory_size,
@@ -526,6 +532,11 @@ class DQNAgent:
             start += size
         return parts
 
+    def scale_learning_rate(self, factor: float) -> None:
+        """Multiply Adam's learning rate; the compiled replay reads it as a variable."""
+        rate = self.q_network.optimizer.learning_rate
+        rate.assign(rate * factor)
+
     def update_target_network(self) -> None:
         self.target_network.set_weights(self.q_network.get_weights())
 
@@ -793,6 +804,7 @@ def train(agent: DQNAgent, cfg: Config, stop: StopFlag, tensorboard=None) -> dic
                         # From here on every score is a long check, so the best starts again.
                         best = {"score": score, "weights": agent.weights, "step": step}
                         polish_end = step + cfg.polish_steps
+                        agent.scale_learning_rate(cfg.polish_lr_factor)
                         result.update(
                             steps_to_solve=step,
                             seconds_to_solve=time.perf_counter() - PROCESS_START,

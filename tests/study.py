@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -42,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 OWN_EVAL_SEED, OWN_EVAL_EPISODES, PERFECT = 900_000, 100, 500.0
 BOOTSTRAP = 10_000
+SMOOTH = 8  # evaluation points (of 250 steps) in the figure's moving mean
 FIELDS = [
     "variant",
     "flags",
@@ -304,6 +306,18 @@ def report(runs: list[dict], seeds: list[int] | None) -> str:
     return "\n".join(lines)
 
 
+def smooth(curves: np.ndarray, window: int) -> np.ndarray:
+    """Moving mean of each row over the last `window` points, ignoring NaN."""
+    out = np.full_like(curves, np.nan)
+    for i in range(curves.shape[1]):
+        block = curves[:, max(0, i - window + 1) : i + 1]
+        seen = ~np.isnan(block)
+        out[:, i] = np.where(
+            seen.any(axis=1), np.nansum(block, axis=1) / np.maximum(seen.sum(axis=1), 1), np.nan
+        )
+    return out
+
+
 def seed_text(seeds: list[int]) -> str:
     if seeds == list(range(seeds[0], seeds[-1] + 1)):
         return f"{seeds[0]}-{seeds[-1]}"
@@ -335,14 +349,18 @@ def plot(runs: list[dict], path: Path, title: str) -> None:
             index = np.searchsorted(evals[:, 0], grid, side="right") - 1
             curve = np.where(index >= 0, evals[np.maximum(index, 0), 1], np.nan)
             curves.append(np.where(grid > int(r["steps"]), float(r["own_eval_mean"]), curve))
-        curves = np.array(curves)
-        right.plot(grid, np.nanmean(curves, axis=0), color=line.get_color(), label=variant)
+        curves = smooth(np.array(curves), SMOOTH)
+        with warnings.catch_warnings():  # before the first evaluation every value is NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(curves, axis=0)
+            low, high = np.nanpercentile(curves, [25, 75], axis=0)
+        right.plot(grid, mean, color=line.get_color(), label=variant)
         right.fill_between(
             grid,
-            np.nanpercentile(curves, 25, axis=0),
-            np.nanpercentile(curves, 75, axis=0),
+            low,
+            high,
             color=line.get_color(),
-            alpha=0.15,
+            alpha=0.1,
         )
     left.set(
         xlabel="env steps",
@@ -356,12 +374,13 @@ def plot(runs: list[dict], path: Path, title: str) -> None:
         xlabel="env steps",
         ylabel="greedy return",
         title="Greedy evaluation: mean over seeds, band = interquartile range",
-        xlim=(0, 60_000),
+        xlim=(0, 80_000),
     )
     right.text(
         0.99,
         0.02,
-        "until solved: 10 episodes, cut short once they cannot reach 475 (a lower bound);\n"
+        f"each run's curve is a moving mean over {SMOOTH * 250:,} steps; until solved, an\n"
+        "evaluation is 10 episodes, cut short once they cannot reach 475 (a lower bound);\n"
         "after a run stops: its saved model's score on 100 unseen episodes",
         transform=right.transAxes,
         ha="right",

@@ -52,6 +52,8 @@ BAD_INPUTS = [
     (["--gradient-steps", "1000"], "--gradient-steps must be <= 256"),
     (["--confirm-episodes", "100000"], "--confirm-episodes must be <= 10,000"),
     (["--polish-steps", "-1"], "--polish-steps must be >= 0"),
+    (["--polish-lr-factor", "0"], "--polish-lr-factor must be in (0, 1]"),
+    (["--polish-lr-factor", "1.5"], "--polish-lr-factor must be in (0, 1]"),
     (["--memory-policy", "lifo"], "argument --memory-policy: invalid choice: 'lifo'"),
     (["--loss", "mae"], "argument --loss: invalid choice: 'mae'"),
 ]

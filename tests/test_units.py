@@ -332,3 +332,12 @@ def test_a_failed_long_check_is_not_a_solve(tensorflow_ready, monkeypatch):
     run = dqn.train(agent, agent.cfg, dqn.StopFlag())
     assert run["steps_to_solve"] is None and run["stop_reason"] == "max_steps"
     assert run["steps"] == 1_000
+
+
+def test_polish_lr_factor_scales_the_learning_rate_once_solved(tensorflow_ready, monkeypatch):
+    scripted_evaluate(monkeypatch, short=480, long=[476, 480, 490, 470, 480])
+    agent = dqn.DQNAgent(polish_config(learning_rate=1e-3, polish_lr_factor=0.1))
+    run = dqn.train(agent, agent.cfg, dqn.StopFlag())
+    assert run["steps_to_solve"] == 100
+    rate = float(agent.q_network.optimizer.learning_rate.numpy())
+    assert rate == pytest.approx(1e-4, rel=1e-5)  # scaled once, not at every check
