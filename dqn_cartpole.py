@@ -67,7 +67,7 @@ class Config:
     )
     max_steps: int = setting(150_000, "give up after this many env steps if not solved")
     polish_steps: int = setting(
-        10_000,
+        30_000,
         "once solved, train up to this many more steps and keep the snapshot that does best on "
         "--confirm-episodes fresh episodes (0: stop at once)",
         low=0,
@@ -100,7 +100,7 @@ class Config:
         16, "... with this many minibatch gradient steps per replay", high=256
     )
     double_dqn: bool = setting(
-        False, "Double DQN: the Q-network picks the next action, the target network values it"
+        True, "Double DQN: the Q-network picks the next action, the target network values it"
     )
     loss: str = setting("mse", "regression loss of experience replay", choices=("mse", "huber"))
     no_xla: bool = setting(False, "compile the replay without XLA (slower, but starts faster)")
@@ -141,8 +141,9 @@ def parse_args(argv=None) -> Config:
     )
     for field in dataclasses.fields(Config):
         help = field.metadata["help"]
-        if field.type == "bool":
-            parser.add_argument(flag(field.name), action="store_true", help=help)
+        if field.type == "bool":  # on by default: --name and --no-name; off: --name alone
+            action = argparse.BooleanOptionalAction if field.default else "store_true"
+            parser.add_argument(flag(field.name), action=action, default=field.default, help=help)
         else:
             kind = {"int": int, "float": float}.get(field.type, str)
             parser.add_argument(
