@@ -681,7 +681,7 @@ def moving_average(values, window: int) -> np.ndarray:
     return (sums[1:] - sums[np.arange(1, len(values) + 1) - counts]) / counts
 
 
-def plot_rewards(path: Path, episodes, evaluations, threshold, title: str) -> None:
+def plot_rewards(path: Path, episodes, evaluations, threshold, title: str, solved_at=None):
     import matplotlib
 
     matplotlib.use("Agg")  # headless: no window, no display needed
@@ -710,6 +710,8 @@ def plot_rewards(path: Path, episodes, evaluations, threshold, title: str) -> No
         )
     if threshold is not None:
         ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"solved ({threshold:g})")
+    if solved_at is not None:
+        ax.axvline(solved_at, color="gray", ls=":", lw=1, label="solved; training on to polish")
     ax.set(title=title, xlabel="env steps", ylabel="return per episode")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
@@ -965,7 +967,12 @@ def run_training(cfg: Config) -> int:
         "summary.json": lambda path: save_json(path, summary),
         "episodes.csv": lambda path: save_episodes_csv(path, run["episodes"]),
         "rewards.png": lambda path: plot_rewards(
-            path, run["episodes"], run["evaluations"], run["threshold"], title
+            path,
+            run["episodes"],
+            run["evaluations"],
+            run["threshold"],
+            title,
+            run["steps_to_solve"],
         ),
     }
     if gif:

@@ -3,12 +3,12 @@
     python tests/benchmark.py                 # seeds 0-4, each pinned to core 1, one math thread
     python tests/benchmark.py --seeds 10 --core 0
 
-Each seed runs as a whole process (imports, training, the 100-episode check, saving, the plot),
-pinned with `taskset`, and the table shows steps and seconds to solve, whole-process seconds,
-env steps per second while training, the 100-episode evaluation and peak memory. Then, in this
-process and on the same core, one replay step done the seed's way (predict, predict, a Python
-loop over the batch, fit) is timed against the script's compiled replay, and one action chosen
-with model.predict() against the NumPy forward pass.
+Each seed runs as a whole process (imports, training and polishing, the final check, saving,
+the plot), pinned with `taskset`, and the table shows steps and seconds to solve, whole-process
+seconds, env steps per second while training, the 100-episode evaluation and peak memory. Then,
+in this process and on the same core, one replay step done the seed's way (predict, predict, a
+Python loop over the batch, fit) is timed against the script's compiled replay, and one action
+chosen with model.predict() against the NumPy forward pass.
 
 pytest does not collect this file: timings belong in a benchmark, not in a test.
 """

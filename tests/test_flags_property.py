@@ -67,6 +67,7 @@ def small_valid_command_lines(draw):
         "gradient_steps": st.integers(1, 8),
         "eval_episodes": st.integers(1, 20),
         "polish_steps": st.integers(0, 100),
+        "polish_lr_factor": st.floats(1e-6, 1.0),
         "memory_policy": st.sampled_from(["random", "fifo"]),
         "loss": st.sampled_from(["mse", "huber"]),
     }
