@@ -751,8 +751,9 @@ def train(agent: DQNAgent, cfg: Config, stop: StopFlag, tensorboard=None) -> dic
     one that reaches the env's reward threshold is checked on --confirm-episodes more, and
     passing that check is "solved". Training then goes on for up to --polish-steps steps, each
     evaluation now a --confirm-episodes check on the same episodes, and the snapshot that does
-    best on them is kept: the first snapshot to pass sits just above the threshold, and DQN's
-    Q-network keeps changing, so a better one usually comes along within a few thousand steps.
+    best on them is kept: the first snapshot to pass can sit just above the threshold, and
+    DQN's Q-network keeps changing, so a better one often comes along within a few thousand
+    steps. A perfect check (every episode lasting the time limit) ends training at once.
     """
     threshold = agent.env.spec.reward_threshold
     perfect = agent.env.spec.max_episode_steps  # the best return when rewards are at most 1
@@ -914,7 +915,6 @@ def run_training(cfg: Config) -> int:
             tensorboard.close()
 
     best = run["best"]
-    evaluations_ran = bool(run["evaluations"])
     agent.q_network.set_weights(best["weights"])
     final = evaluate(best["weights"], cfg.env, cfg.confirm_episodes, FINAL_SEED)
     interrupted = run["stop_reason"] == "interrupted"
@@ -940,7 +940,7 @@ def run_training(cfg: Config) -> int:
         "steps": run["steps"],
         "episodes": len(run["episodes"]),
         "saved_snapshot_step": best["step"],
-        "saved_snapshot_check_mean": float(best["score"]) if evaluations_ran else None,
+        "saved_snapshot_check_mean": float(best["score"]) if run["evaluations"] else None,
         "polish_seconds": (
             time.perf_counter() - PROCESS_START - run["seconds_to_solve"] if solved else None
         ),
