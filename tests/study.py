@@ -410,7 +410,9 @@ def main() -> None:
     parser.add_argument("--table", type=Path, help="also write the Markdown table here")
     parser.add_argument("--figure", type=Path, help="write the figure here (PNG)")
     parser.add_argument("--title", default="DQN on CartPole-v1", help="the figure's title")
-    parser.add_argument("--evaluate", type=Path, help=argparse.SUPPRESS)  # used by run_one
+    parser.add_argument(
+        "--evaluate", type=Path, help="only score this .keras model with the study's evaluation"
+    )
     args = parser.parse_args()
     if args.evaluate:
         print(json.dumps(own_evaluation(model_weights(args.evaluate)).tolist()))
