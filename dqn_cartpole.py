@@ -189,12 +189,13 @@ def validate(cfg: Config) -> None:
             raise ConfigError(message)
     if cfg.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard")
-    check_env(cfg.env)
+    sizes = check_env(cfg.env)
     if cfg.watch is not None:
-        check_model_file(cfg.watch)
+        check_model_file(cfg.watch, cfg.env, sizes)
 
 
-def check_env(env_id: str) -> None:
+def check_env(env_id: str) -> tuple[int, int]:
+    """Refuse an env this DQN cannot train on; return its observation size and action count."""
     import gymnasium as gym
 
     try:
@@ -209,12 +210,16 @@ def check_env(env_id: str) -> None:
             raise ConfigError(f"--env {env_id!r} needs a flat Box observation, not {space}")
         if env.spec is None or env.spec.max_episode_steps is None:
             raise ConfigError(f"--env {env_id!r} has no time limit, so episodes may never end")
+        return int(space.shape[0]), int(env.action_space.n)
     finally:
         env.close()
 
 
-def check_model_file(path: str) -> None:
-    """Cheap checks of a .keras file; keras.saving.load_model(safe_mode=True) does the rest."""
+def check_model_file(path: str, env_id: str, sizes: tuple[int, int]) -> None:
+    """Check a .keras file from its config.json, without TensorFlow: a Sequential stack of Dense
+    layers, ReLU inside and linear at the end (what q_values() computes), mapping the env's
+    observation size to its action count. keras.saving.load_model(safe_mode=True) does the rest.
+    """
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"--watch {path!r}: no such file")
@@ -223,6 +228,28 @@ def check_model_file(path: str) -> None:
     with zipfile.ZipFile(file) as archive:
         if "config.json" not in archive.namelist():
             raise ConfigError(f"--watch {path!r}: not a Keras model (no config.json inside)")
+        try:
+            config = json.loads(archive.read("config.json"))
+            layers = config["config"]["layers"]
+            kinds = [layer["class_name"] for layer in layers]
+            dense = [layer["config"] for layer in layers if layer["class_name"] == "Dense"]
+            activations = [layer["activation"] for layer in dense]
+            maps = (layers[0]["config"]["batch_shape"][-1], dense[-1]["units"] if dense else None)
+        except (ValueError, UnicodeDecodeError, LookupError, TypeError, AttributeError):
+            reason = "not a Keras model (damaged config.json)"
+            raise ConfigError(f"--watch {path!r}: {reason}") from None
+    if (
+        config.get("class_name") != "Sequential"
+        or kinds != ["InputLayer"] + ["Dense"] * (len(kinds) - 1)
+        or not dense
+        or activations != ["relu"] * (len(dense) - 1) + ["linear"]
+    ):
+        raise ConfigError(f"--watch {path!r}: not a Q-network of Dense layers like ours")
+    if maps != sizes:
+        raise ConfigError(
+            f"--watch {path!r}: the model maps {maps[0]} -> {maps[1]}, "
+            f"but {env_id} needs {sizes[0]} -> {sizes[1]}"
+        )
 
 
 LOCK_NAME = ".dqn_cartpole.lock"  # in --results-dir while a run uses it; holds the run's pid
@@ -1003,8 +1030,8 @@ def write_outputs(folder: Path, outputs: dict, keep: tuple) -> None:
 
 
 def run_watch(cfg: Config) -> int:
+    """Evaluate a saved Q-network (its config.json was checked by validate()) and record it."""
     setup_tensorflow(cfg.seed)
-    import gymnasium as gym
     import keras
 
     try:
@@ -1014,16 +1041,6 @@ def run_watch(cfg: Config) -> int:
         raise ConfigError(
             f"--watch {cfg.watch!r}: cannot load it as a Keras model: {reason}"
         ) from None
-    if not all(isinstance(layer, keras.layers.Dense) for layer in model.layers):
-        raise ConfigError(f"--watch {cfg.watch!r}: not a Q-network of Dense layers like ours")
-    env = gym.make(cfg.env)
-    expected = (env.observation_space.shape[0], int(env.action_space.n))
-    env.close()
-    if tuple(model.input_shape[1:]) != expected[:1] or model.output_shape[-1] != expected[1]:
-        raise ConfigError(
-            f"--watch {cfg.watch!r}: the model maps {model.input_shape[1:]} -> "
-            f"{model.output_shape[-1]}, but {cfg.env} needs {expected}"
-        )
     weights = model.get_weights()
     returns = evaluate(weights, cfg.env, cfg.episodes, FINAL_SEED)
     print(

@@ -257,7 +257,7 @@ def test_watch_refuses_a_damaged_keras_file(default_run, tmp_path):
     result = run_script("--watch", damaged, "--results-dir", tmp_path / "out", timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "cannot load it as a Keras model" in lines[0]
+    assert len(lines) == 1 and "not a Keras model (damaged config.json)" in lines[0]
     assert not (tmp_path / "out").exists()
 
 
@@ -373,5 +373,56 @@ def test_watch_refuses_a_model_for_another_env_shape(tmp_path, tensorflow_ready)
 
     dqn_cartpole.build_q_network(6, 3, 1e-3).save(tmp_path / "acrobot.keras")
     result = run_script("--watch", tmp_path / "acrobot.keras", "--results-dir", tmp_path / "out")
-    assert result.returncode == 2 and "but CartPole-v1 needs (4, 2)" in result.stderr
+    assert result.returncode == 2 and "maps 6 -> 3, but CartPole-v1 needs 4 -> 2" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_watch_refuses_other_activations_and_answers_before_tensorflow(tmp_path, tensorflow_ready):
+    import keras
+
+    tanh = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(2)]
+    )
+    tanh.save(tmp_path / "tanh.keras")
+    dqn_shaped = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    dqn_shaped.save(tmp_path / "acrobot.keras")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import dqn_cartpole as d\n"
+        "for model in sys.argv[2:]:\n"
+        "    assert d.main(['--watch', model, '--results-dir', model + '.out']) == 2\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+    )
+    models = [str(tmp_path / "tanh.keras"), str(tmp_path / "acrobot.keras")]
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT), *models], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert "not a Q-network of Dense layers like ours" in lines[0]
+    assert "maps 6 -> 3, but CartPole-v1 needs 4 -> 2" in lines[1] and len(lines) == 2
+    assert not list(tmp_path.glob("*.out"))
+
+
+MALFORMED_CONFIGS = [
+    b'"a string"',
+    b"[1, 2]",
+    b'{"class_name": "Sequential", "config": {"layers": []}}',
+    b'{"class_name": "Sequential", "config": {"layers": ["a"]}}',
+    b'{"class_name": "Sequential", "config": {"layers": [{"class_name": "Dense", "config": 1}]}}',
+    b'{"class_name": "Sequential", "config": {"layers": [{"class_name": "InputLayer", '
+    b'"config": {"batch_shape": null}}, {"class_name": "Dense", "config": {"units": 2, '
+    b'"activation": "linear"}}]}}',
+    b"\xff\xfe not text",
+]
+
+
+@pytest.mark.parametrize("config", MALFORMED_CONFIGS)
+def test_watch_refuses_any_malformed_config_in_one_line(tmp_path, config):
+    import dqn_cartpole
+
+    bad = tmp_path / "bad.keras"
+    with zipfile.ZipFile(bad, "w") as archive:
+        archive.writestr("config.json", config)
+    with pytest.raises(dqn_cartpole.ConfigError, match="not a Keras model") as error:
+        dqn_cartpole.check_model_file(str(bad), "CartPole-v1", (4, 2))
+    assert "\n" not in str(error.value)
