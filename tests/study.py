@@ -319,9 +319,13 @@ def smooth(curves: np.ndarray, window: int) -> np.ndarray:
 
 
 def seed_text(seeds: list[int]) -> str:
-    if seeds == list(range(seeds[0], seeds[-1] + 1)):
-        return f"{seeds[0]}-{seeds[-1]}"
-    return ", ".join(map(str, seeds))
+    """[0, 1, 2, 7] -> '0-2, 7'."""
+    runs, start = [], seeds[0]
+    for previous, seed in zip(seeds, [*seeds[1:], None], strict=True):
+        if seed is None or seed != previous + 1:
+            runs.append(f"{start}-{previous}" if previous > start else str(start))
+            start = seed
+    return ", ".join(runs)
 
 
 def plot(runs: list[dict], path: Path, title: str) -> None:
