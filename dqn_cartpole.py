@@ -787,7 +787,12 @@ def train(agent: DQNAgent, cfg: Config, stop: StopFlag, tensorboard=None) -> dic
     episodes: list[tuple] = []  # (episode, total env steps, return, epsilon)
     evaluations: list[tuple] = []  # (env step, mean greedy return)
     best = {"score": -math.inf, "weights": agent.weights, "step": 0}
-    result = {"stop_reason": "max_steps", "steps_to_solve": None, "seconds_to_solve": None}
+    result = {
+        "stop_reason": "max_steps",
+        "steps_to_solve": None,
+        "seconds_to_solve": None,
+        "solve_check": None,  # the first passing long check's score
+    }
     episode_return, last_eval, polish_end = 0.0, math.nan, None
     clock, clock_step = time.perf_counter(), 0
 
@@ -820,35 +825,33 @@ def train(agent: DQNAgent, cfg: Config, stop: StopFlag, tensorboard=None) -> dic
             state, _ = agent.env.reset()
 
         if replaying and step % cfg.eval_every == 0:
-            if polish_end is None:  # not solved yet: a short check, then a long one if it passes
-                score = evaluate(
-                    agent.weights, cfg.env, cfg.eval_episodes, EVAL_SEED, threshold
-                ).mean()
-                if score > best["score"]:
-                    best = {"score": score, "weights": agent.weights, "step": step}
-                if threshold is not None and score >= threshold:
-                    score = evaluate(
-                        agent.weights, cfg.env, cfg.confirm_episodes, CONFIRM_SEED, threshold
-                    ).mean()
-                    print(f"step {step}: {cfg.confirm_episodes}-episode check {score:.1f}")
-                    if score >= threshold:
-                        # From here on every score is a long check, so the best starts again.
-                        best = {"score": score, "weights": agent.weights, "step": step}
-                        polish_end = step + cfg.polish_steps
-                        agent.scale_learning_rate(cfg.polish_lr_factor)
-                        result.update(
-                            steps_to_solve=step,
-                            seconds_to_solve=time.perf_counter() - PROCESS_START,
-                            solve_check=float(score),
-                        )
-                        print(f"solved at step {step}; training up to {cfg.polish_steps} more")
-            else:  # solved: the same episodes each time, each snapshot against the best
+            # Until solved, a short check and a long one if it passes; once solved, long checks
+            # on the same episodes, each snapshot against the best.
+            solved = polish_end is not None
+            count, seed = (
+                (cfg.confirm_episodes, CONFIRM_SEED) if solved else (cfg.eval_episodes, EVAL_SEED)
+            )
+            score = evaluate(agent.weights, cfg.env, count, seed, threshold).mean()
+            if score > best["score"]:
+                best = {"score": score, "weights": agent.weights, "step": step}
+                if solved:
+                    print(f"step {step}: {count}-episode check {score:.1f}, best")
+            if not solved and threshold is not None and score >= threshold:
                 score = evaluate(
                     agent.weights, cfg.env, cfg.confirm_episodes, CONFIRM_SEED, threshold
                 ).mean()
-                if score > best["score"]:
+                print(f"step {step}: {cfg.confirm_episodes}-episode check {score:.1f}")
+                if score >= threshold:
+                    # From here on every score is a long check, so the best starts again.
                     best = {"score": score, "weights": agent.weights, "step": step}
-                    print(f"step {step}: {cfg.confirm_episodes}-episode check {score:.1f}, best")
+                    polish_end = step + cfg.polish_steps
+                    agent.scale_learning_rate(cfg.polish_lr_factor)
+                    result.update(
+                        steps_to_solve=step,
+                        seconds_to_solve=time.perf_counter() - PROCESS_START,
+                        solve_check=float(score),
+                    )
+                    print(f"solved at step {step}; training up to {cfg.polish_steps} more")
             last_eval = float(score)
             evaluations.append((step, last_eval))
             if tensorboard:
@@ -867,8 +870,7 @@ def train(agent: DQNAgent, cfg: Config, stop: StopFlag, tensorboard=None) -> dic
             clock, clock_step = now, step
 
         if polish_end is not None and (step >= polish_end or best["score"] >= perfect):
-            result["stop_reason"] = "solved"
-            break
+            break  # solved and polished: stop_reason is set below
         if stop.requested:
             result["stop_reason"] = "interrupted"
             break
@@ -876,7 +878,7 @@ def train(agent: DQNAgent, cfg: Config, stop: StopFlag, tensorboard=None) -> dic
     if not evaluations:  # stopped before the first evaluation: the latest weights are all we have
         best = {"score": math.nan, "weights": agent.weights, "step": step}
     if result["steps_to_solve"] is not None and result["stop_reason"] == "max_steps":
-        result["stop_reason"] = "solved"  # solved, then ran out of steps while polishing
+        result["stop_reason"] = "solved"  # polished to the end, a perfect check, or out of steps
     result.update(
         steps=step,
         episodes=episodes,
@@ -963,7 +965,7 @@ def run_training(cfg: Config) -> int:
         "interrupted": interrupted,
         "steps_to_solve": run["steps_to_solve"],
         "seconds_to_solve": run["seconds_to_solve"],
-        "solve_check_mean": run.get("solve_check"),
+        "solve_check_mean": run["solve_check"],
         "steps": run["steps"],
         "episodes": len(run["episodes"]),
         "saved_snapshot_step": best["step"],

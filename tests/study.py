@@ -262,7 +262,7 @@ def report(runs: list[dict], seeds: list[int] | None) -> str:
     to_solve = [
         np.array(
             [
-                float(by_variant[v][s]["steps_to_solve"] or math.inf)
+                float(by_variant[v][s]["steps_to_solve"])
                 if by_variant[v][s]["solved"] == "True"
                 else math.inf
                 for s in seeds
