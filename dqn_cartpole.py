@@ -81,6 +81,10 @@ class Config:
     log_every: int = setting(2_000, "print a progress line every this many env steps")
     # DQN hyperparameters (README: "How the defaults were chosen")
     gamma: float = setting(0.95, "discount factor, in (0, 1]")
+    hidden: str = setting("24,12", "hidden layer sizes of the Q-network, comma-separated")
+    n_step: int = setting(
+        1, "n-step returns: the target sums n rewards, then bootstraps (1: the seed's)", high=100
+    )
     learning_rate: float = setting(1e-3, "Adam learning rate")
     batch_size: int = setting(32, "transitions per gradient step", high=4_096)
     memory_size: int = setting(2_000, "replay memory capacity", high=10_000_000)
@@ -118,6 +122,9 @@ class Config:
 # Evaluations use their own seeds so that no evaluation episode repeats a training episode.
 EVAL_SEED, CONFIRM_SEED, FINAL_SEED, GIF_SEED = 10_000, 20_000, 30_000, 40_000
 MOVING_AVERAGE = 20  # episodes in the plot's and the progress line's running mean
+
+
+MAX_WEIGHTS = 10_000_000  # per network; training holds five copies (Adam's moments, the target)
 
 
 def flag(name: str) -> str:
@@ -187,11 +194,36 @@ def validate(cfg: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    for name in ("results_dir", "watch"):
+        if getattr(cfg, name) == "":
+            raise ConfigError(f"{flag(name)} must name a file or folder, not ''")
     if cfg.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard")
     sizes = check_env(cfg.env)
+    check_hidden(cfg.hidden, sizes)
     if cfg.watch is not None:
         check_model_file(cfg.watch, cfg.env, sizes)
+
+
+def hidden_sizes(text: str) -> tuple[int, ...]:
+    """'24,12' -> (24, 12). validate() has checked the text."""
+    return tuple(int(part) for part in text.split(","))
+
+
+def check_hidden(text: str, sizes: tuple[int, int]) -> None:
+    """Refuse layer sizes that are not positive whole numbers or that would not fit in memory."""
+    try:
+        layers = hidden_sizes(text)
+    except ValueError:
+        raise ConfigError(f"--hidden {text!r}: expected sizes like 24,12") from None
+    if min(layers) < 1:
+        raise ConfigError(f"--hidden {text!r}: every layer needs at least 1 unit")
+    widths = (sizes[0], *layers, sizes[1])
+    weights = sum((a + 1) * b for a, b in zip(widths, widths[1:], strict=False))
+    if weights > MAX_WEIGHTS:
+        raise ConfigError(
+            f"--hidden {text!r}: {weights:,} weights per network; at most {MAX_WEIGHTS:,}"
+        )
 
 
 def check_env(env_id: str) -> tuple[int, int]:
@@ -368,18 +400,18 @@ def setup_tensorflow(seed: int) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def build_q_network(n_observations: int, n_actions: int, learning_rate: float, loss="mse"):
-    """The seed's Q-network: Dense 24 -> Dense 12 -> one linear output per action."""
+def build_q_network(
+    n_observations: int, n_actions: int, learning_rate: float, loss="mse", hidden=(24, 12)
+):
+    """The seed's Q-network: Dense ReLU layers (24 -> 12 in the seed) -> one linear output per
+    action, all He-normal, trained by Adam on the MSE."""
     import keras
 
-    model = keras.Sequential(
-        [
-            keras.Input(shape=(n_observations,)),
-            keras.layers.Dense(24, activation="relu", kernel_initializer="he_normal"),
-            keras.layers.Dense(12, activation="relu", kernel_initializer="he_normal"),
-            keras.layers.Dense(n_actions, activation="linear", kernel_initializer="he_normal"),
-        ]
-    )
+    layers = [keras.Input(shape=(n_observations,))]
+    for units in hidden:
+        layers.append(keras.layers.Dense(units, activation="relu", kernel_initializer="he_normal"))
+    layers.append(keras.layers.Dense(n_actions, activation="linear", kernel_initializer="he_normal"))
+    model = keras.Sequential(layers)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss)
     return model
 
@@ -399,14 +431,15 @@ def q_values(weights: list[np.ndarray], states: np.ndarray) -> np.ndarray:
     return hidden
 
 
-def td_targets(rewards, next_value, terminated, gamma):
-    """r + gamma * V(s'), or just r where the episode really terminated.
+def td_targets(rewards, next_value, terminated, discount):
+    """r + discount * V(s'), or just r where the episode really terminated.
 
     V(s') is max_a' Q_target(s', a'), or with Double DQN Q_target(s', argmax_a' Q(s', a')).
+    The discount is gamma, or gamma**n for an n-step return (r then sums n discounted rewards).
     A truncated step (the time limit) still bootstraps: the pole was up, the future was not zero.
     Works on NumPy arrays and TensorFlow tensors alike.
     """
-    return rewards + gamma * (1.0 - terminated) * next_value
+    return rewards + discount * (1.0 - terminated) * next_value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -419,7 +452,8 @@ class ReplayMemory:
 
     With policy "fifo" a full deque drops its oldest transition instead, as deque(maxlen) does
     by itself. Each transition is one float32 row [state, action, reward, terminated,
-    next_state], so a batch of minibatches is gathered with one np.stack, not a loop per field.
+    next_state, discount], so a batch of minibatches is gathered with one np.stack, not a loop
+    per field. The discount is gamma**k for a reward that sums k steps (gamma in the seed).
     """
 
     def __init__(
@@ -433,8 +467,10 @@ class ReplayMemory:
     def __len__(self) -> int:
         return len(self.buffer)
 
-    def store(self, state, action, reward, next_state, terminated) -> None:
-        row = np.concatenate((state, (action, reward, terminated), next_state), dtype=np.float32)
+    def store(self, state, action, reward, next_state, terminated, discount) -> None:
+        row = np.concatenate(
+            (state, (action, reward, terminated), next_state, (discount,)), dtype=np.float32
+        )
         if self.replace_random and len(self.buffer) == self.buffer.maxlen:
             self.buffer[self.rng.integers(self.buffer.maxlen)] = row
         else:
@@ -445,9 +481,9 @@ class ReplayMemory:
         index = self.rng.integers(len(self.buffer), size=n_batches * batch_size)
         rows = np.stack([self.buffer[i] for i in index]).reshape(n_batches, batch_size, -1)
         n = self.n_observations
-        states, next_states = rows[..., :n], rows[..., n + 3 :]
+        states, next_states = rows[..., :n], rows[..., n + 3 : 2 * n + 3]
         actions = rows[..., n].astype(np.int32)
-        return states, actions, rows[..., n + 1], next_states, rows[..., n + 2]
+        return states, actions, rows[..., n + 1], next_states, rows[..., n + 2], rows[..., -1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -471,14 +507,15 @@ class DQNAgent:
         self.rng = np.random.default_rng(cfg.seed)
 
         sizes = (self.n_observations, self.n_actions, cfg.learning_rate, cfg.loss)
-        self.q_network = build_q_network(*sizes)
-        self.target_network = build_q_network(*sizes)
+        self.q_network = build_q_network(*sizes, hidden_sizes(cfg.hidden))
+        self.target_network = build_q_network(*sizes, hidden_sizes(cfg.hidden))
         self.update_target_network()
         self.q_network.optimizer.build(self.q_network.trainable_variables)
         self.loss_fn = keras.losses.get(self.q_network.loss)  # --loss, as compiled
         self.memory = ReplayMemory(
             cfg.memory_size, self.n_observations, self.rng, cfg.memory_policy
         )
+        self.recent: collections.deque = collections.deque()  # the last n steps, for n-step
         self.epsilon = cfg.epsilon_start
 
         # NumPy copies of the Q-network's weights for acting; refreshed after every replay.
@@ -499,8 +536,23 @@ class DQNAgent:
     def decay_epsilon(self) -> None:
         self.epsilon = max(self.cfg.epsilon_min, self.epsilon * self.cfg.epsilon_decay)
 
-    def remember(self, state, action, reward, next_state, terminated) -> None:
-        self.memory.store(state, action, reward, next_state, terminated)
+    def remember(self, state, action, reward, next_state, terminated, truncated) -> None:
+        """Store the transition of n steps ago, with the n rewards since, discounted; at the end
+        of an episode, the ones still waiting, with fewer rewards. With n = 1 (the seed's), each
+        step is stored at once: (state, action, reward, next_state, terminated, gamma)."""
+        self.recent.append((state, action, reward))
+        if len(self.recent) == self.cfg.n_step:
+            self._store_oldest(next_state, terminated)
+        if terminated or truncated:
+            while self.recent:
+                self._store_oldest(next_state, terminated)
+
+    def _store_oldest(self, next_state, terminated) -> None:
+        gamma = self.cfg.gamma
+        n_step_return = sum(gamma**k * reward for k, (_, _, reward) in enumerate(self.recent))
+        discount = gamma ** len(self.recent)
+        state, action, _ = self.recent.popleft()
+        self.memory.store(state, action, n_step_return, next_state, terminated, discount)
 
     # Learning ----------------------------------------------------------------------------------
 
@@ -511,23 +563,23 @@ class DQNAgent:
         self.weights = self._unflatten(flat_weights.numpy())
         return float(loss)
 
-    def _gradient_steps(self, states, actions, rewards, next_states, terminated):
+    def _gradient_steps(self, states, actions, rewards, next_states, terminated, discounts):
         import tensorflow as tf
 
         loss = tf.constant(0.0)
         for k in tf.range(tf.shape(states)[0]):
             loss = self._gradient_step(
-                states[k], actions[k], rewards[k], next_states[k], terminated[k]
+                states[k], actions[k], rewards[k], next_states[k], terminated[k], discounts[k]
             )
         # One flat tensor back instead of six: each tensor -> NumPy copy costs ~35 us.
         flat = tf.concat([tf.reshape(w, [-1]) for w in self.q_network.weights], axis=0)
         return loss, flat
 
-    def _gradient_step(self, states, actions, rewards, next_states, terminated):
+    def _gradient_step(self, states, actions, rewards, next_states, terminated, discounts):
         import tensorflow as tf
 
         model = self.q_network
-        targets = td_targets(rewards, self.next_value(next_states), terminated, self.cfg.gamma)
+        targets = td_targets(rewards, self.next_value(next_states), terminated, discounts)
         with tf.GradientTape() as tape:
             q = model(states, training=True)
             # As in the seed, the regression target is the network's own output with only the
@@ -800,7 +852,7 @@ def train(agent: DQNAgent, cfg: Config, stop: StopFlag, tensorboard=None) -> dic
     for step in range(1, cfg.max_steps + 1):
         action = agent.get_action(state)
         next_state, reward, terminated, truncated, _ = agent.env.step(action)
-        agent.remember(state, action, reward, next_state, terminated)
+        agent.remember(state, action, reward, next_state, terminated, truncated)
         agent.decay_epsilon()
         state = next_state
         episode_return += reward
