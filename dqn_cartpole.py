@@ -410,7 +410,9 @@ def build_q_network(
     layers = [keras.Input(shape=(n_observations,))]
     for units in hidden:
         layers.append(keras.layers.Dense(units, activation="relu", kernel_initializer="he_normal"))
-    layers.append(keras.layers.Dense(n_actions, activation="linear", kernel_initializer="he_normal"))
+    layers.append(
+        keras.layers.Dense(n_actions, activation="linear", kernel_initializer="he_normal")
+    )
     model = keras.Sequential(layers)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss)
     return model
