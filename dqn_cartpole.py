@@ -803,8 +803,185 @@ def plot_rewards(path: Path, episodes, evaluations, threshold, title: str, solve
 
 
 # ---------------------------------------------------------------------------------------------
-# Training
+# Training: the DQN loop, then the bookkeeping it calls
 # ---------------------------------------------------------------------------------------------
+
+
+def train(agent: DQNAgent, cfg: Config, stop: StopFlag, tensorboard=None) -> dict:
+    """The seed's loop: act, step, remember, replay, copy the target; and evaluate.
+
+    Returns the history and the snapshot to save (see Checks for when training stops).
+    """
+    checks, log = Checks(cfg, agent.env.spec), TrainingLog(cfg, tensorboard)
+    stop_reason, start = "max_steps", time.perf_counter()
+    state, _ = agent.env.reset(seed=cfg.seed)
+    for step in range(1, cfg.max_steps + 1):
+        action = agent.get_action(state)
+        next_state, reward, terminated, truncated, _ = agent.env.step(action)
+        agent.remember(state, action, reward, next_state, terminated, truncated)
+        agent.decay_epsilon()
+        log.reward(reward)
+        state = next_state
+
+        replaying = len(agent.memory) >= cfg.min_observations
+        if replaying and step % cfg.train_every == 0:
+            loss = agent.experience_replay()
+            if not log.loss(step, loss):
+                stop_reason = "non_finite_loss"
+                break
+        if step % cfg.target_update_every == 0:
+            agent.update_target_network()
+        if terminated or truncated:
+            log.end_episode(step, agent.epsilon)
+            state, _ = agent.env.reset()
+        if replaying and step % cfg.eval_every == 0:
+            log.evaluation(step, checks.evaluate(step, agent))
+
+        log.progress(step, agent.epsilon)
+        if checks.finished(step):
+            break
+        if stop.requested:
+            stop_reason = "interrupted"
+            break
+    return checks.result(step, stop_reason, agent.weights) | {
+        "episodes": log.episodes,
+        "train_seconds": time.perf_counter() - start,
+    }
+
+
+class Checks:
+    """Greedy evaluations (epsilon 0, on envs of their own): when the run is solved, when it
+    stops, and which snapshot of the Q-network is kept.
+
+    Until solved, an evaluation plays --eval-episodes episodes; one that reaches the env's
+    reward threshold is checked on --confirm-episodes more, and passing that check is "solved".
+    Training then goes on for up to --polish-steps steps, every evaluation now a check on the
+    same --confirm-episodes episodes, and the snapshot that does best on them is kept: the first
+    snapshot to pass can sit just above the threshold, and DQN's Q-network keeps changing, so a
+    better one often comes along within a few thousand steps. A perfect check (every episode
+    lasting the time limit) ends training at once.
+    """
+
+    def __init__(self, cfg: Config, spec):
+        self.cfg = cfg
+        self.threshold = spec.reward_threshold
+        self.perfect = spec.max_episode_steps  # the best return when rewards are at most 1
+        self.evaluations: list[tuple] = []  # (env step, score)
+        self.best = {"score": -math.inf, "weights": None, "step": 0}
+        self.steps_to_solve = self.seconds_to_solve = self.solve_check = None
+
+    @property
+    def solved(self) -> bool:
+        return self.steps_to_solve is not None
+
+    def evaluate(self, step: int, agent: DQNAgent) -> float:
+        """Score the agent's current weights; keep them if they are the best so far."""
+        cfg, weights = self.cfg, agent.weights
+        if self.solved:
+            score = self.score(weights, cfg.confirm_episodes, CONFIRM_SEED)
+            if score > self.best["score"]:
+                self.best = {"score": score, "weights": weights, "step": step}
+                print(f"step {step}: {cfg.confirm_episodes}-episode check {score:.1f}, best")
+        else:
+            score = self.score(weights, cfg.eval_episodes, EVAL_SEED)
+            if score > self.best["score"]:
+                self.best = {"score": score, "weights": weights, "step": step}
+            if self.threshold is not None and score >= self.threshold:
+                score = self.confirm(step, agent)
+        self.evaluations.append((step, score))
+        return score
+
+    def confirm(self, step: int, agent: DQNAgent) -> float:
+        """Check a passing evaluation on --confirm-episodes episodes; passing it is solved."""
+        cfg = self.cfg
+        score = self.score(agent.weights, cfg.confirm_episodes, CONFIRM_SEED)
+        print(f"step {step}: {cfg.confirm_episodes}-episode check {score:.1f}")
+        if score >= self.threshold:
+            # From here on every score is a long check, so the best starts again.
+            self.best = {"score": score, "weights": agent.weights, "step": step}
+            self.steps_to_solve, self.solve_check = step, score
+            self.seconds_to_solve = time.perf_counter() - PROCESS_START
+            agent.scale_learning_rate(cfg.polish_lr_factor)
+            print(f"solved at step {step}; training up to {cfg.polish_steps} more")
+        return score
+
+    def score(self, weights, episodes: int, seed: int) -> float:
+        return float(evaluate(weights, self.cfg.env, episodes, seed, self.threshold).mean())
+
+    def finished(self, step: int) -> bool:
+        """Solved, and polished to the end or perfect."""
+        return self.solved and (
+            step >= self.steps_to_solve + self.cfg.polish_steps
+            or self.best["score"] >= self.perfect
+        )
+
+    def result(self, step: int, stop_reason: str, latest_weights) -> dict:
+        best = self.best
+        if not self.evaluations:  # stopped before the first evaluation: keep the latest weights
+            best = {"score": math.nan, "weights": latest_weights, "step": step}
+        if self.solved and stop_reason == "max_steps":
+            stop_reason = "solved"  # polished to the end, a perfect check, or out of steps
+        polish = (
+            time.perf_counter() - PROCESS_START - self.seconds_to_solve if self.solved else None
+        )
+        return {
+            "stop_reason": stop_reason,
+            "steps": step,
+            "steps_to_solve": self.steps_to_solve,
+            "seconds_to_solve": self.seconds_to_solve,
+            "solve_check": self.solve_check,  # the first passing long check's score
+            "polish_seconds": polish,  # training after the solve, its checks included
+            "best": best,
+            "evaluations": self.evaluations,
+            "threshold": self.threshold,
+        }
+
+
+class TrainingLog:
+    """The episodes' returns, the progress line every --log-every steps, and TensorBoard."""
+
+    def __init__(self, cfg: Config, tensorboard=None):
+        self.cfg, self.tensorboard = cfg, tensorboard
+        self.episodes: list[tuple] = []  # (episode, total env steps, return, epsilon)
+        self.episode_return, self.last_eval = 0.0, math.nan
+        self.clock, self.clock_step = time.perf_counter(), 0
+
+    def reward(self, reward: float) -> None:
+        self.episode_return += reward
+
+    def end_episode(self, step: int, epsilon: float) -> None:
+        self.episodes.append((len(self.episodes) + 1, step, self.episode_return, epsilon))
+        self.episode_return = 0.0
+        if self.tensorboard:
+            self.tensorboard.episode(self.episodes, step)
+
+    def loss(self, step: int, loss: float) -> bool:
+        """Log a replay's loss; False (and a line saying so) if it is not a finite number."""
+        if not math.isfinite(loss):
+            print(f"step {step}: the loss is {loss}; stopping (try a lower --learning-rate)")
+            return False
+        if self.tensorboard:
+            self.tensorboard.scalar("train/loss", loss, step)
+        return True
+
+    def evaluation(self, step: int, score: float) -> None:
+        self.last_eval = score
+        if self.tensorboard:
+            self.tensorboard.scalar("eval/mean_return", score, step)
+
+    def progress(self, step: int, epsilon: float) -> None:
+        if step % self.cfg.log_every:
+            return
+        now = time.perf_counter()
+        returns = [e[2] for e in self.episodes[-MOVING_AVERAGE:]]
+        print(
+            f"step {step:>7} | episodes {len(self.episodes):>5} | "
+            f"mean return (last {MOVING_AVERAGE}) {np.mean(returns) if returns else 0.0:6.1f} | "
+            f"epsilon {epsilon:.3f} | {(step - self.clock_step) / (now - self.clock):6.0f} "
+            f"steps/s | last eval {self.last_eval:6.1f}",
+            flush=True,
+        )
+        self.clock, self.clock_step = now, step
 
 
 class StopFlag:
@@ -823,124 +1000,6 @@ class StopFlag:
         self.signal = signum
         name = signal.Signals(signum).name
         print(f"\n{name}: stopping and saving what was learned (Ctrl-C again to abort)", flush=True)
-
-
-def train(agent: DQNAgent, cfg: Config, stop: StopFlag, tensorboard=None) -> dict:
-    """The main loop. Returns the history and the best greedy snapshot of the Q-network.
-
-    Until solved, a greedy evaluation every --eval-every steps plays --eval-episodes episodes;
-    one that reaches the env's reward threshold is checked on --confirm-episodes more, and
-    passing that check is "solved". Training then goes on for up to --polish-steps steps, each
-    evaluation now a --confirm-episodes check on the same episodes, and the snapshot that does
-    best on them is kept: the first snapshot to pass can sit just above the threshold, and
-    DQN's Q-network keeps changing, so a better one often comes along within a few thousand
-    steps. A perfect check (every episode lasting the time limit) ends training at once.
-    """
-    threshold = agent.env.spec.reward_threshold
-    perfect = agent.env.spec.max_episode_steps  # the best return when rewards are at most 1
-    episodes: list[tuple] = []  # (episode, total env steps, return, epsilon)
-    evaluations: list[tuple] = []  # (env step, mean greedy return)
-    best = {"score": -math.inf, "weights": agent.weights, "step": 0}
-    result = {
-        "stop_reason": "max_steps",
-        "steps_to_solve": None,
-        "seconds_to_solve": None,
-        "solve_check": None,  # the first passing long check's score
-    }
-    episode_return, last_eval, polish_end = 0.0, math.nan, None
-    clock, clock_step = time.perf_counter(), 0
-
-    state, _ = agent.env.reset(seed=cfg.seed)
-    for step in range(1, cfg.max_steps + 1):
-        action = agent.get_action(state)
-        next_state, reward, terminated, truncated, _ = agent.env.step(action)
-        agent.remember(state, action, reward, next_state, terminated, truncated)
-        agent.decay_epsilon()
-        state = next_state
-        episode_return += reward
-
-        replaying = len(agent.memory) >= cfg.min_observations
-        if replaying and step % cfg.train_every == 0:
-            loss = agent.experience_replay()
-            if not math.isfinite(loss):
-                print(f"step {step}: the loss is {loss}; stopping (try a lower --learning-rate)")
-                result["stop_reason"] = "non_finite_loss"
-                break
-            if tensorboard:
-                tensorboard.scalar("train/loss", loss, step)
-        if step % cfg.target_update_every == 0:
-            agent.update_target_network()
-
-        if terminated or truncated:
-            episodes.append((len(episodes) + 1, step, episode_return, agent.epsilon))
-            if tensorboard:
-                tensorboard.episode(episodes, step)
-            episode_return = 0.0
-            state, _ = agent.env.reset()
-
-        if replaying and step % cfg.eval_every == 0:
-            # Until solved, a short check and a long one if it passes; once solved, long checks
-            # on the same episodes, each snapshot against the best.
-            solved = polish_end is not None
-            count, seed = (
-                (cfg.confirm_episodes, CONFIRM_SEED) if solved else (cfg.eval_episodes, EVAL_SEED)
-            )
-            score = evaluate(agent.weights, cfg.env, count, seed, threshold).mean()
-            if score > best["score"]:
-                best = {"score": score, "weights": agent.weights, "step": step}
-                if solved:
-                    print(f"step {step}: {count}-episode check {score:.1f}, best")
-            if not solved and threshold is not None and score >= threshold:
-                score = evaluate(
-                    agent.weights, cfg.env, cfg.confirm_episodes, CONFIRM_SEED, threshold
-                ).mean()
-                print(f"step {step}: {cfg.confirm_episodes}-episode check {score:.1f}")
-                if score >= threshold:
-                    # From here on every score is a long check, so the best starts again.
-                    best = {"score": score, "weights": agent.weights, "step": step}
-                    polish_end = step + cfg.polish_steps
-                    agent.scale_learning_rate(cfg.polish_lr_factor)
-                    result.update(
-                        steps_to_solve=step,
-                        seconds_to_solve=time.perf_counter() - PROCESS_START,
-                        solve_check=float(score),
-                    )
-                    print(f"solved at step {step}; training up to {cfg.polish_steps} more")
-            last_eval = float(score)
-            evaluations.append((step, last_eval))
-            if tensorboard:
-                tensorboard.scalar("eval/mean_return", last_eval, step)
-
-        if step % cfg.log_every == 0:
-            now = time.perf_counter()
-            recent = np.mean([e[2] for e in episodes[-MOVING_AVERAGE:]]) if episodes else 0.0
-            print(
-                f"step {step:>7} | episodes {len(episodes):>5} | "
-                f"mean return (last {MOVING_AVERAGE}) {recent:6.1f} | "
-                f"epsilon {agent.epsilon:.3f} | {(step - clock_step) / (now - clock):6.0f} "
-                f"steps/s | last eval {last_eval:6.1f}",
-                flush=True,
-            )
-            clock, clock_step = now, step
-
-        if polish_end is not None and (step >= polish_end or best["score"] >= perfect):
-            break  # solved and polished: stop_reason is set below
-        if stop.requested:
-            result["stop_reason"] = "interrupted"
-            break
-
-    if not evaluations:  # stopped before the first evaluation: the latest weights are all we have
-        best = {"score": math.nan, "weights": agent.weights, "step": step}
-    if result["steps_to_solve"] is not None and result["stop_reason"] == "max_steps":
-        result["stop_reason"] = "solved"  # polished to the end, a perfect check, or out of steps
-    result.update(
-        steps=step,
-        episodes=episodes,
-        evaluations=evaluations,
-        best=best,
-        threshold=threshold,
-    )
-    return result
 
 
 class TensorBoardLog:
@@ -971,15 +1030,14 @@ class TensorBoardLog:
 # Entry points
 # ---------------------------------------------------------------------------------------------
 
+KEPT_ON_FAILURE = ("model.keras", "summary.json", "episodes.csv")  # written elsewhere if need be
+
 
 def run_training(cfg: Config) -> int:
+    """Train, then score the kept snapshot on unseen episodes, record it and write the outputs."""
     results = Path(cfg.results_dir)
     print(f"Training a DQN on {cfg.env} (seed {cfg.seed}); outputs go to {results}/", flush=True)
     setup_tensorflow(cfg.seed)
-    import gymnasium
-    import keras
-    import tensorflow as tf
-
     agent = DQNAgent(cfg)
     if not cfg.no_gifs:
         frames, score, fps = record_episode(agent.weights, cfg.env, GIF_SEED)
@@ -990,33 +1048,55 @@ def run_training(cfg: Config) -> int:
     stop = StopFlag()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        train_start = time.perf_counter()
         run = train(agent, cfg, stop, tensorboard)
-        train_seconds = time.perf_counter() - train_start
+        agent.q_network.set_weights(run["best"]["weights"])
+        summary, gif = final_check(cfg, run)
+        outputs = training_outputs(agent, run, summary, gif)
+        write_outputs(results, outputs, keep=KEPT_ON_FAILURE)
     finally:
         if tensorboard:
             tensorboard.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(f"{verdict(run)}; {time.perf_counter() - PROCESS_START:.1f} s in all")
+    if run["stop_reason"] == "interrupted":
+        return 128 + stop.signal
+    return 1 if run["stop_reason"] == "non_finite_loss" else 0
 
+
+def verdict(run: dict) -> str:
+    solved = run["steps_to_solve"] is not None
+    return f"solved in {run['steps_to_solve']} steps" if solved else run["stop_reason"]
+
+
+def final_check(cfg: Config, run: dict):
+    """Score the kept snapshot on --confirm-episodes unseen episodes and record its GIF."""
     best = run["best"]
-    agent.q_network.set_weights(best["weights"])
     final = evaluate(best["weights"], cfg.env, cfg.confirm_episodes, FINAL_SEED)
-    interrupted = run["stop_reason"] == "interrupted"
     print(
         f"saved snapshot (step {best['step']}): {cfg.confirm_episodes} greedy episodes on "
         f"unseen seeds: mean {final.mean():.1f}, std {final.std():.1f}, min {final.min():.0f}"
     )
-    solved = run["steps_to_solve"] is not None
-    verdict = f"solved in {run['steps_to_solve']} steps" if solved else run["stop_reason"]
     gif = None
-    if not cfg.no_gifs and not interrupted:
+    if not cfg.no_gifs and run["stop_reason"] != "interrupted":
         gif = record_episode(best["weights"], cfg.env, GIF_SEED)
         print(f"trained agent: return {gif[1]:.0f} (the episode from seed {GIF_SEED})")
-    summary = {
+    return summarize(cfg, run, final, gif), gif
+
+
+def summarize(cfg: Config, run: dict, final: np.ndarray, gif) -> dict:
+    """summary.json: the run's outcome, its timings, every evaluation and the settings."""
+    import gymnasium
+    import keras
+    import tensorflow as tf
+
+    best = run["best"]
+    return {
         "env": cfg.env,
         "seed": cfg.seed,
-        "solved": solved,
+        "solved": run["steps_to_solve"] is not None,
         "stop_reason": run["stop_reason"],
-        "interrupted": interrupted,
+        "interrupted": run["stop_reason"] == "interrupted",
         "steps_to_solve": run["steps_to_solve"],
         "seconds_to_solve": run["seconds_to_solve"],
         "solve_check_mean": run["solve_check"],
@@ -1024,16 +1104,17 @@ def run_training(cfg: Config) -> int:
         "episodes": len(run["episodes"]),
         "saved_snapshot_step": best["step"],
         "saved_snapshot_check_mean": float(best["score"]) if run["evaluations"] else None,
-        "polish_seconds": (
-            time.perf_counter() - PROCESS_START - run["seconds_to_solve"] if solved else None
-        ),
-        "eval_episodes": cfg.confirm_episodes,
-        "eval_mean": float(final.mean()),
-        "eval_std": float(final.std()),
-        "eval_min": float(final.min()),
+        "polish_seconds": run["polish_seconds"],
+        "final_eval": {
+            "episodes": cfg.confirm_episodes,
+            "first_reset_seed": FINAL_SEED,
+            "mean": float(final.mean()),
+            "std": float(final.std()),
+            "min": float(final.min()),
+        },
         "gif_return": gif[1] if gif else None,
-        "train_seconds": train_seconds,
-        "total_seconds": time.perf_counter() - PROCESS_START,
+        "train_seconds": run["train_seconds"],
+        "total_seconds": time.perf_counter() - PROCESS_START,  # before the outputs are written
         "evaluations": run["evaluations"],
         "versions": {
             "tensorflow": tf.__version__,
@@ -1043,8 +1124,12 @@ def run_training(cfg: Config) -> int:
         },
         "config": dataclasses.asdict(cfg),
     }
-    title = f"DQN on {cfg.env}, seed {cfg.seed}: {verdict}"
-    # The model first: it is what the run was for. If results/ fails, it is saved elsewhere.
+
+
+def training_outputs(agent: DQNAgent, run: dict, summary: dict, gif) -> dict:
+    """What to write, in order: the model first, since it is what the run was for."""
+    cfg = agent.cfg
+    title = f"DQN on {cfg.env}, seed {cfg.seed}: {verdict(run)}"
     outputs = {
         "model.keras": lambda path: save_model(path, agent.q_network),
         "summary.json": lambda path: save_json(path, summary),
@@ -1060,13 +1145,7 @@ def run_training(cfg: Config) -> int:
     }
     if gif:
         outputs["after.gif"] = lambda path: save_gif(path, gif[0], gif[2])
-    write_outputs(results, outputs, keep=("model.keras", "summary.json", "episodes.csv"))
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)
-    print(f"{verdict}; {time.perf_counter() - PROCESS_START:.1f} s in all")
-    if interrupted:
-        return 128 + stop.signal
-    return 1 if run["stop_reason"] == "non_finite_loss" else 0
+    return outputs
 
 
 def write_outputs(folder: Path, outputs: dict, keep: tuple) -> None:
