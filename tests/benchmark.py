@@ -14,41 +14,32 @@ pytest does not collect this file: timings belong in a benchmark, not in a test.
 """
 
 import argparse
-import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from pinned import run_pinned
 
 ROOT = Path(__file__).resolve().parent.parent
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def run_seed(seed: int, core: int, folder: Path) -> dict:
-    command = ["taskset", "-c", str(core), sys.executable, str(ROOT / "dqn_cartpole.py")]
-    command += ["--no-gifs", "--seed", str(seed), "--results-dir", str(folder)]
-    start = time.perf_counter()
-    proc = subprocess.Popen(command, env={**os.environ, **ONE_THREAD}, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"benchmark: seed {seed} failed with exit code {status}")
-    summary = json.loads((folder / "summary.json").read_text())
+    run = run_pinned(seed, core, folder)
+    summary = run["summary"]
     return {
         "seed": seed,
         "solved": summary["solved"],
         "steps": summary["steps_to_solve"] or summary["steps"],
         "seconds_to_solve": summary["seconds_to_solve"],
-        "process_seconds": wall,
+        "process_seconds": run["seconds"],
         "steps_per_second": summary["steps"] / summary["train_seconds"],
-        "eval_mean": summary["eval_mean"],
-        "peak_mib": usage.ru_maxrss / 1024,  # Linux reports KiB
+        "eval_mean": summary["final_eval"]["mean"],
+        "peak_mib": run["peak_mib"],
     }
 
 

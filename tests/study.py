@@ -38,9 +38,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
+from pinned import ONE_THREAD, RunFailed, pinned, run_pinned
 
-ROOT = Path(__file__).resolve().parent.parent
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 OWN_EVAL_SEED, OWN_EVAL_EPISODES, PERFECT = 900_000, 100, 500.0
 BOOTSTRAP = 10_000
 SMOOTH = 8  # evaluation points (of 250 steps) in the figure's moving mean
@@ -123,19 +122,11 @@ def own_evaluation(weights: list[np.ndarray]) -> np.ndarray:
 def run_one(variant: str, flags: str, seed: int, core: int) -> dict:
     """One whole training process, then this file's own evaluation of its model, on `core`."""
     with tempfile.TemporaryDirectory() as folder:
-        command = ["taskset", "-c", str(core), sys.executable, str(ROOT / "dqn_cartpole.py")]
-        command += ["--no-gifs", "--seed", str(seed), "--results-dir", folder, *shlex.split(flags)]
-        start = time.perf_counter()
-        proc = subprocess.run(
-            command, env={**os.environ, **ONE_THREAD}, capture_output=True, text=True
-        )
-        wall = time.perf_counter() - start
-        if proc.returncode != 0:
-            raise RuntimeError(f"{variant} seed {seed}: exit {proc.returncode}: {proc.stderr}")
-        summary = json.loads((Path(folder) / "summary.json").read_text())
-        evaluate = [sys.executable, __file__, "--evaluate", str(Path(folder) / "model.keras")]
+        run = run_pinned(seed, core, Path(folder) / "run", shlex.split(flags))
+        summary, wall = run["summary"], run["seconds"]
+        evaluate = [sys.executable, __file__, "--evaluate", str(Path(folder) / "run/model.keras")]
         scored = subprocess.run(
-            ["taskset", "-c", str(core), *evaluate],
+            pinned(evaluate, core),
             env={**os.environ, **ONE_THREAD},
             capture_output=True,
             text=True,
@@ -152,7 +143,7 @@ def run_one(variant: str, flags: str, seed: int, core: int) -> dict:
         "seconds_to_solve": summary["seconds_to_solve"] or "",
         "polish_seconds": summary["polish_seconds"] or "",
         "process_seconds": round(wall, 3),
-        "script_eval_mean": summary["eval_mean"],
+        "script_eval_mean": summary["final_eval"]["mean"],
         "own_eval_mean": returns.mean(),
         "own_eval_min": returns.min(),
         "own_eval_perfect_episodes": int((returns >= PERFECT).sum()),
@@ -199,7 +190,7 @@ def run_study(path: Path, variants, seeds, jobs: int) -> None:
         for count, future in enumerate(as_completed(futures), 1):
             try:
                 row = future.result()
-            except (RuntimeError, subprocess.CalledProcessError) as exc:
+            except (RunFailed, subprocess.CalledProcessError) as exc:
                 failures += 1  # not written down, so the next resume tries it again
                 print(f"[{count}/{len(todo)}] FAILED: {exc}", flush=True)
                 continue

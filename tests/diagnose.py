@@ -1,0 +1,129 @@
+"""Diagnosis: what a slow seed's agent does on its plateau, and what its Q-network sees.
+
+    python tests/diagnose.py --seed 5 --steps 60000                     # the old defaults
+    python tests/diagnose.py --seed 5 --steps 60000 --flags "--hidden 64,64 --n-step 3"
+
+Trains dqn_cartpole.py's own agent with its own loop (train(), in this process) and, every
+--window env steps, reads what the loop left behind, without changing it:
+- how the training episodes of the window ended: the pole fell, the cart left the track, or
+  the 500-step time limit;
+- what fills the replay memory: the share of terminal transitions, and of those the share where
+  the cart left the track;
+- the Q-network's values: the mean of max_a Q over the states in memory, against the largest
+  value a return can have (1 / (1 - gamma) for a reward of 1 per step), and how much lower the
+  values are near the track's edge than near its centre;
+- the TD error |target - Q(s, a)| on the memory, for terminal and other transitions.
+Writes a CSV of the windows and a figure. pytest does not collect this file.
+"""
+
+import argparse
+import csv
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import dqn_cartpole as dqn  # noqa: E402
+
+X_LIMIT, ANGLE_LIMIT = 2.4, 12 * 2 * np.pi / 360  # CartPole-v1 terminates beyond these
+
+
+def end_reason(next_state, terminated: bool) -> str:
+    if not terminated:
+        return "time limit"
+    return "cart left the track" if abs(next_state[0]) > X_LIMIT else "pole fell"
+
+
+def memory_view(agent):
+    rows = np.stack(agent.memory.buffer)
+    n = agent.n_observations
+    return rows[:, :n], rows[:, n].astype(int), rows[:, n + 1], rows[:, n + 2], rows[:, n + 3 :]
+
+
+def q_report(agent) -> dict:
+    """The Q-network's view of the memory, in NumPy (the same forward pass the agent acts with)."""
+    states, actions, rewards, terminated, rest = memory_view(agent)
+    next_states, discounts = rest[:, :-1], rest[:, -1]
+    q = dqn.q_values(agent.weights, states)
+    target_weights = agent.target_network.get_weights()
+    next_q = dqn.q_values(target_weights, next_states)
+    if agent.cfg.double_dqn:
+        pick = np.argmax(dqn.q_values(agent.weights, next_states), axis=1)
+        next_value = next_q[np.arange(len(pick)), pick]
+    else:
+        next_value = next_q.max(axis=1)
+    targets = dqn.td_targets(rewards, next_value, terminated, discounts)
+    td = np.abs(targets - q[np.arange(len(actions)), actions])
+    v = q.max(axis=1)
+    edge, centre = np.abs(states[:, 0]) > 1.6, np.abs(states[:, 0]) < 0.4
+    out_of_track = terminated.astype(bool) & (np.abs(next_states[:, 0]) > X_LIMIT)
+    return {
+        "memory_terminal_share": terminated.mean(),
+        "memory_cart_out_share_of_terminal": out_of_track.sum() / max(terminated.sum(), 1),
+        "memory_edge_share": edge.mean(),
+        "mean_max_q": v.mean(),
+        "max_possible_value": 1 / (1 - agent.cfg.gamma),
+        "q_centre_minus_edge": v[centre].mean() - v[edge].mean() if edge.any() else np.nan,
+        "td_error_terminal": td[terminated == 1].mean() if terminated.any() else np.nan,
+        "td_error_other": td[terminated == 0].mean(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=60_000)
+    parser.add_argument("--window", type=int, default=2_500)
+    parser.add_argument("--flags", default="", help="dqn_cartpole.py flags, e.g. '--n-step 3'")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "diagnosis")
+    args = parser.parse_args()
+
+    flags = [*shlex.split(args.flags), "--seed", str(args.seed), "--max-steps", str(args.steps)]
+    flags += ["--polish-steps", "0", "--log-every", str(10**9), "--no-gifs"]
+    cfg = dqn.parse_args(flags)
+    dqn.validate(cfg)
+    dqn.setup_tensorflow(cfg.seed)
+    agent = dqn.DQNAgent(cfg)
+
+    windows, ends = [], []
+    remember, replay = agent.remember, agent.experience_replay
+    state = {"step": 0}
+
+    def remember_and_watch(s, action, reward, next_state, terminated, truncated):
+        remember(s, action, reward, next_state, terminated, truncated)
+        state["step"] += 1
+        if terminated or truncated:
+            ends.append((state["step"], end_reason(next_state, terminated)))
+        if state["step"] % args.window == 0 and len(agent.memory) >= cfg.min_observations:
+            recent = [reason for step, reason in ends if step > state["step"] - args.window]
+            row = {"step": state["step"], "episodes": len(recent)}
+            for reason in ("pole fell", "cart left the track", "time limit"):
+                row[reason] = recent.count(reason)
+            row.update(q_report(agent))
+            windows.append(row)
+            print(
+                ", ".join(
+                    f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
+                ),
+                flush=True,
+            )
+
+    agent.remember, agent.experience_replay = remember_and_watch, replay
+    run = dqn.train(agent, cfg, dqn.StopFlag())
+    print(f"steps_to_solve {run['steps_to_solve']}")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = f"seed{args.seed}" + ("-" + "_".join(shlex.split(args.flags)) if args.flags else "")
+    name = name.replace("--", "").replace(",", "x")
+    with open(args.out / f"{name}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, list(windows[0]))
+        writer.writeheader()
+        writer.writerows(windows)
+    print(f"wrote {args.out / f'{name}.csv'}")
+
+
+if __name__ == "__main__":
+    main()
