@@ -65,10 +65,13 @@ def micro_benchmark(core: int) -> None:
     rng = np.random.default_rng(0)
     for _ in range(cfg.memory_size):
         state = rng.normal(size=4).astype(np.float32)
-        agent.remember(state, int(rng.integers(2)), 1.0, state * 0.9, bool(rng.random() < 0.05))
+        ended = bool(rng.random() < 0.05)
+        agent.remember(state, int(rng.integers(2)), 1.0, state * 0.9, ended, False)
 
     def seed_replay_step():  # the seed's Experience_replay: one minibatch per call
-        states, actions, rewards, next_states, terminated = agent.memory.sample(1, cfg.batch_size)
+        states, actions, rewards, next_states, terminated, _ = agent.memory.sample(
+            1, cfg.batch_size
+        )
         states, next_states = states[0], next_states[0]
         q = agent.q_network.predict(states, verbose=0, batch_size=cfg.batch_size)
         next_q = agent.target_network.predict(next_states, verbose=0, batch_size=cfg.batch_size)

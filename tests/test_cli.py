@@ -56,6 +56,11 @@ BAD_INPUTS = [
     (["--polish-lr-factor", "1.5"], "--polish-lr-factor must be in (0, 1]"),
     (["--memory-policy", "lifo"], "argument --memory-policy: invalid choice: 'lifo'"),
     (["--loss", "mae"], "argument --loss: invalid choice: 'mae'"),
+    (["--hidden", "24,x"], "--hidden '24,x': expected sizes like 24,12"),
+    (["--hidden", "64,0"], "--hidden '64,0': every layer needs at least 1 unit"),
+    (["--hidden", "4096,4096,4096"], "33,591,298 weights per network; at most 10,000,000"),
+    (["--n-step", "0"], "--n-step must be >= 1"),
+    (["--n-step", "101"], "--n-step must be <= 100"),
 ]
 
 
@@ -69,6 +74,15 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
     assert lines[0].startswith("dqn_cartpole.py: error:") and message in lines[0]
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert not out.exists()
+
+
+@pytest.mark.parametrize("flag", ["--results-dir", "--watch"])
+def test_an_empty_path_is_refused_before_anything_runs(tmp_path, flag):
+    before = sorted(ROOT.iterdir())
+    result = run_script(flag, "", timeout=60)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == f"dqn_cartpole.py: error: {flag} must name a file or folder, not ''\n"
+    assert sorted(ROOT.iterdir()) == before
 
 
 def test_results_dir_under_a_file_is_refused_up_front(tmp_path):
@@ -144,7 +158,7 @@ def test_default_run_solves_and_writes_every_output(default_run):
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["solved"] is True and summary["interrupted"] is False
-    assert summary["eval_mean"] >= 475 and summary["eval_episodes"] == 100
+    assert summary["final_eval"]["mean"] >= 475 and summary["final_eval"]["episodes"] == 100
     assert 0 < summary["steps_to_solve"] <= summary["config"]["max_steps"]
     assert 0 < summary["seconds_to_solve"] < summary["total_seconds"]
     assert summary["seed"] == summary["config"]["seed"] == 1
@@ -189,14 +203,20 @@ def test_after_gif_shows_the_fixed_seed_episode_in_real_time_and_is_small(defaul
     assert before_ms < 200 * 20  # the untrained network drops the pole quickly
 
 
-def test_default_run_trains_on_after_solving_and_saves_a_better_snapshot(default_run):
+def test_default_run_saves_the_best_check_after_solving_and_stops_as_it_should(default_run):
     out, result = default_run
     summary = json.loads((out / "summary.json").read_text())
-    solved_at, saved_at = summary["steps_to_solve"], summary["saved_snapshot_step"]
-    polish = summary["config"]["polish_steps"]
-    assert solved_at <= saved_at <= summary["steps"] <= solved_at + polish
-    assert summary["saved_snapshot_check_mean"] >= summary["solve_check_mean"] >= 475
-    assert summary["polish_seconds"] > 0
+    solved_at, polish = summary["steps_to_solve"], summary["config"]["polish_steps"]
+    # From the solve on, every evaluation is the same 100-episode check: the saved snapshot is
+    # the first one with the best of those scores.
+    checks = [(step, score) for step, score in summary["evaluations"] if step >= solved_at]
+    assert checks[0] == [solved_at, summary["solve_check_mean"]]
+    best = max(score for _, score in checks)
+    first_best = next(step for step, score in checks if score == best)
+    assert summary["saved_snapshot_step"] == first_best
+    assert summary["saved_snapshot_check_mean"] == best
+    # It stops at a perfect check, or when the polishing steps are used up, not before.
+    assert summary["steps"] == (first_best if best == 500 else solved_at + polish)
     assert f"solved at step {solved_at}" in result.stdout
 
 
@@ -311,8 +331,11 @@ def test_same_seed_gives_the_same_run(tmp_path):
     a = (tmp_path / "a" / "episodes.csv").read_text()
     b = (tmp_path / "b" / "episodes.csv").read_text()
     assert a == b and len(a.splitlines()) > 20
-    other = run_script(*args[:-4], "--seed", "4", "--results-dir", tmp_path / "c")
-    assert (tmp_path / "c" / "episodes.csv").read_text() != a, other.stderr
+    other_args = [*args[:-3], "4", *args[-2:]]  # the same flags with --seed 4
+    assert other_args[-4:] == ["--seed", "4", "--eval-every", "1000"]
+    other = run_script(*other_args, "--results-dir", tmp_path / "c")
+    assert other.returncode == 0, other.stderr
+    assert (tmp_path / "c" / "episodes.csv").read_text() != a
 
 
 def test_non_finite_loss_stops_training_and_keeps_the_best_snapshot(tmp_path):
@@ -324,7 +347,7 @@ def test_non_finite_loss_stops_training_and_keeps_the_best_snapshot(tmp_path):
     assert "the loss is" in result.stdout and "Traceback" not in result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stop_reason"] == "non_finite_loss" and summary["solved"] is False
-    assert (out / "model.keras").exists() and np.isfinite(summary["eval_mean"])
+    assert (out / "model.keras").exists() and np.isfinite(summary["final_eval"]["mean"])
 
 
 def test_tensorboard_writes_event_files(tmp_path):

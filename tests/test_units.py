@@ -14,7 +14,7 @@ import dqn_cartpole as dqn
 def fill(memory, count, start=0):
     for i in range(start, start + count):
         state = np.full(4, i, dtype=np.float32)
-        memory.store(state, i % 2, 1.0, state + 0.5, i % 3 == 0)
+        memory.store(state, i % 2, 1.0, state + 0.5, i % 3 == 0, 0.9)
 
 
 def test_memory_appends_until_full():
@@ -43,29 +43,88 @@ def test_memory_when_full_overwrites_one_random_slot_and_never_grows():
 def test_memory_sample_returns_stacked_minibatches_of_stored_transitions():
     memory = dqn.ReplayMemory(capacity=50, n_observations=4, rng=np.random.default_rng(1))
     fill(memory, 50)
-    states, actions, rewards, next_states, terminated = memory.sample(3, 8)
+    states, actions, rewards, next_states, terminated, discounts = memory.sample(3, 8)
     assert states.shape == next_states.shape == (3, 8, 4)
-    assert actions.shape == rewards.shape == terminated.shape == (3, 8)
+    assert actions.shape == rewards.shape == terminated.shape == discounts.shape == (3, 8)
     assert actions.dtype == np.int32 and states.dtype == np.float32
     ids = states[..., 0].astype(int)  # every state was np.full(4, i)
     np.testing.assert_array_equal(actions, ids % 2)
     np.testing.assert_array_equal(next_states, states + 0.5)
     np.testing.assert_array_equal(terminated, (ids % 3 == 0).astype(np.float32))
     np.testing.assert_array_equal(rewards, 1.0)
+    np.testing.assert_array_equal(discounts, np.float32(0.9))
 
 
 # ---- Targets ---------------------------------------------------------------------------------
 
 
-def test_terminated_step_target_is_the_reward_alone():
-    target = dqn.td_targets(np.array([1.0]), np.array([40.0]), np.array([1.0]), 0.95)
-    np.testing.assert_allclose(target, [1.0])
+def test_td_target_is_the_reward_alone_at_a_termination_and_bootstraps_otherwise():
+    rewards, next_values = np.array([1.0, 1.0, 2.0]), np.array([40.0, 40.0, 10.0])
+    terminated, discounts = np.array([1.0, 0.0, 0.0]), np.array([0.95, 0.95, 0.5])
+    targets = dqn.td_targets(rewards, next_values, terminated, discounts)
+    # A termination (the pole fell) has no future; a truncation (stored as terminated=0) does.
+    np.testing.assert_allclose(targets, [1.0, 1.0 + 0.95 * 40.0, 2.0 + 0.5 * 10.0])
 
 
-def test_truncated_step_target_still_bootstraps():
-    # A time-limit truncation is stored as terminated=0, so the future value stays in.
-    target = dqn.td_targets(np.array([1.0]), np.array([40.0]), np.array([0.0]), 0.95)
-    np.testing.assert_allclose(target, [1.0 + 0.95 * 40.0])
+def agent_memory_rows(agent):
+    rows = np.stack(agent.memory.buffer)
+    return {
+        "state0": rows[:, 0],
+        "action": rows[:, 4],
+        "reward": rows[:, 5],
+        "terminated": rows[:, 6],
+        "next0": rows[:, 7],
+        "discount": rows[:, -1],
+    }
+
+
+def remember_episode(agent, length, end):
+    """Steps 0..length-1 whose state is [t, 0, 0, 0] and reward t + 1; the last one ends the
+    episode as `end` says: "terminated", "truncated" or "running"."""
+    for t in range(length):
+        last = t == length - 1
+        state, next_state = np.full(4, t, np.float32), np.full(4, t + 1, np.float32)
+        agent.remember(
+            state,
+            t % 2,
+            t + 1.0,
+            next_state,
+            last and end == "terminated",
+            last and end == "truncated",
+        )
+
+
+@pytest.mark.parametrize("end", ["terminated", "truncated"])
+def test_one_step_memory_stores_each_step_with_the_discount_gamma(tensorflow_ready, end):
+    agent = dqn.DQNAgent(dqn.Config(gamma=0.9))
+    remember_episode(agent, 3, end)
+    rows = agent_memory_rows(agent)
+    np.testing.assert_array_equal(rows["state0"], [0, 1, 2])
+    np.testing.assert_array_equal(rows["next0"], [1, 2, 3])
+    np.testing.assert_array_equal(rows["action"], [0, 1, 0])
+    np.testing.assert_array_equal(rows["reward"], [1, 2, 3])
+    np.testing.assert_allclose(rows["discount"], 0.9)
+    # Only a real termination marks the last transition; a time limit does not.
+    np.testing.assert_array_equal(rows["terminated"], [0, 0, 1 if end == "terminated" else 0])
+
+
+@pytest.mark.parametrize("end", ["terminated", "truncated"])
+def test_n_step_memory_sums_discounted_rewards_and_flushes_at_the_end(tensorflow_ready, end):
+    waiting = dqn.DQNAgent(dqn.Config(gamma=0.5, n_step=3))
+    remember_episode(waiting, 2, "running")
+    assert len(waiting.memory) == 0  # two steps in: still waiting for a third reward
+    agent = dqn.DQNAgent(dqn.Config(gamma=0.5, n_step=3))
+    remember_episode(agent, 5, end)
+    rows = agent_memory_rows(agent)
+    # Rewards 1..5: from t, up to three of them discounted by 0.5 each; the last two
+    # transitions have only two and one left when the episode ends.
+    np.testing.assert_array_equal(rows["state0"], [0, 1, 2, 3, 4])
+    np.testing.assert_allclose(rows["reward"], [2.75, 4.5, 6.25, 6.5, 5.0])
+    np.testing.assert_array_equal(rows["next0"], [3, 4, 5, 5, 5])
+    np.testing.assert_allclose(rows["discount"], [0.125, 0.125, 0.125, 0.25, 0.5])
+    ended = 1 if end == "terminated" else 0
+    np.testing.assert_array_equal(rows["terminated"], [0, 0, ended, ended, ended])
+    assert not agent.recent  # nothing carried into the next episode
 
 
 gym.register(
@@ -87,7 +146,7 @@ def test_training_loop_stores_truncation_as_not_terminated(tensorflow_ready):
     agent = dqn.DQNAgent(cfg)
     run = dqn.train(agent, cfg, dqn.StopFlag())
     rows = np.stack(agent.memory.buffer)
-    terminated, next_states = rows[:, 4 + 2], rows[:, 4 + 3 :]
+    terminated, next_states = rows[:, 4 + 2], rows[:, 4 + 3 : 4 + 7]
     # CartPole terminates exactly when the next state leaves these bounds.
     fell = (np.abs(next_states[:, 0]) > 2.4) | (np.abs(next_states[:, 2]) > 12 * np.pi / 180)
     np.testing.assert_array_equal(terminated, fell.astype(np.float32))
@@ -112,11 +171,12 @@ def test_epsilon_decays_every_step_to_its_floor(tensorflow_ready):
 
 def test_epsilon_greedy_picks_the_argmax_at_zero_and_explores_at_one(tensorflow_ready):
     agent = dqn.DQNAgent(dqn.Config(epsilon_start=0.0))
-    state = np.array([0.1, -0.2, 0.03, 0.4], dtype=np.float32)
-    greedy = int(np.argmax(agent.q_network(state[None]).numpy()))
-    assert {agent.get_action(state) for _ in range(50)} == {greedy}
+    states = np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32)
+    greedy = np.argmax(agent.q_network(states).numpy(), axis=1)
+    assert set(greedy) == {0, 1}  # the states disagree, so a wrong pick shows
+    np.testing.assert_array_equal([agent.get_action(s) for s in states], greedy)
     agent.epsilon = 1.0
-    assert {agent.get_action(state) for _ in range(200)} == {0, 1}
+    assert {agent.get_action(states[0]) for _ in range(200)} == {0, 1}
 
 
 # ---- Network ---------------------------------------------------------------------------------
@@ -136,8 +196,10 @@ def test_q_network_is_the_seeds_24_12_actions_relu_he_normal_adam_mse(tensorflow
     assert model.input_shape == (None, 4) and model.output_shape == (None, 2)
 
 
-def test_numpy_forward_pass_matches_keras(tensorflow_ready):
-    model = dqn.build_q_network(4, 2, learning_rate=1e-3)
+@pytest.mark.parametrize("hidden", [(24, 12), (64, 64), (16, 8, 4)])
+def test_numpy_forward_pass_matches_keras(tensorflow_ready, hidden):
+    model = dqn.build_q_network(4, 2, learning_rate=1e-3, hidden=hidden)
+    assert [layer.units for layer in model.layers] == [*hidden, 2]
     states = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
     np.testing.assert_allclose(
         dqn.q_values(model.get_weights(), states), model(states).numpy(), rtol=1e-5, atol=1e-5
@@ -166,7 +228,7 @@ def test_experience_replay_fits_q_of_taken_action_to_terminal_reward(tensorflow_
     rng = np.random.default_rng(0)
     states = rng.normal(size=(16, 4)).astype(np.float32)
     for state in states:  # action 0 always, reward 3, always terminal: the target is exactly 3
-        agent.memory.store(state, 0, 3.0, state, True)
+        agent.memory.store(state, 0, 3.0, state, True, cfg.gamma)
     untouched_before = dqn.q_values(agent.weights, states)[:, 1]
     for _ in range(10):
         agent.experience_replay()
@@ -177,15 +239,106 @@ def test_experience_replay_fits_q_of_taken_action_to_terminal_reward(tensorflow_
     assert not np.allclose(untouched_before, 3.0, atol=0.3)
 
 
+def test_replay_pulls_only_the_taken_actions_q_value(tensorflow_ready):
+    # Every stored transition took action 0, so the loss must not depend on action 1's output:
+    # its column of the last layer gets no gradient, and Adam leaves it exactly as it was.
+    agent = dqn.DQNAgent(dqn.Config(batch_size=16, gradient_steps=4, memory_size=64))
+    rng = np.random.default_rng(0)
+    for state in rng.normal(size=(64, 4)).astype(np.float32):
+        agent.memory.store(state, 0, 1.0, state, False, 0.95)
+    kernel, bias = (w.copy() for w in agent.q_network.get_weights()[-2:])
+    agent.experience_replay()
+    new_kernel, new_bias = agent.q_network.get_weights()[-2:]
+    np.testing.assert_array_equal(new_kernel[:, 1], kernel[:, 1])
+    assert new_bias[1] == bias[1]
+    assert not np.array_equal(new_kernel[:, 0], kernel[:, 0])  # action 0's column did move
+
+
+def spy_on_training(monkeypatch, agent):
+    """Count env steps as train() takes them; note the step of every target copy."""
+    steps, copies = [0], []
+    act, copy = agent.get_action, agent.update_target_network
+
+    def counting_act(state):
+        steps[0] += 1
+        return act(state)
+
+    def noting_copy():
+        copies.append(steps[0])
+        copy()
+
+    monkeypatch.setattr(agent, "get_action", counting_act)
+    monkeypatch.setattr(agent, "update_target_network", noting_copy)
+    return copies
+
+
+def short_run_config(**overrides):
+    settings = dict(
+        max_steps=1_300,
+        min_observations=200,
+        batch_size=32,
+        eval_every=10**6,
+        log_every=10**6,
+        no_xla=True,
+    )
+    return dqn.Config(**{**settings, **overrides})
+
+
+def test_target_network_is_copied_every_target_update_every_steps(tensorflow_ready, monkeypatch):
+    agent = dqn.DQNAgent(short_run_config(target_update_every=300))
+    copies = spy_on_training(monkeypatch, agent)
+    dqn.train(agent, agent.cfg, dqn.StopFlag())
+    assert copies == [300, 600, 900, 1200]
+    for a, b in zip(agent.target_network.get_weights(), agent.weights, strict=True):
+        assert not np.array_equal(a, b)  # 100 steps of replay since the last copy
+
+
+def test_training_decays_epsilon_once_per_step_and_stores_every_step(tensorflow_ready):
+    cfg = short_run_config(max_steps=700, epsilon_decay=0.995, epsilon_min=0.01, memory_size=2000)
+    agent = dqn.DQNAgent(cfg)
+    run = dqn.train(agent, cfg, dqn.StopFlag())
+    assert agent.epsilon == pytest.approx(0.995**700, rel=1e-9)  # 0.03: above the floor
+    assert len(agent.memory) == 700 and run["steps"] == 700
+
+
 # ---- Evaluation and outputs ------------------------------------------------------------------
 
 
+def first_episode_lengths(episodes, seed, action):
+    """How long each env's first episode lasts under a constant action: an oracle for
+    evaluate(), stepping the same vector env by hand."""
+    envs = gym.make_vec("CartPole-v1", num_envs=episodes)
+    envs.reset(seed=seed)
+    lengths = np.zeros(episodes, int)
+    for t in range(1, 501):
+        _, _, terminated, truncated, _ = envs.step(np.full(episodes, action))
+        lengths = np.where((lengths == 0) & (terminated | truncated), t, lengths)
+        if lengths.all():
+            break
+    envs.close()
+    return lengths
+
+
 def test_evaluate_counts_each_envs_first_episode_only():
-    # A network whose output is constant always pushes one way: CartPole then lasts ~10 steps.
+    # A network whose output is constant always pushes left: CartPole then lasts 8-11 steps,
+    # and the envs finish at different steps, so counting a second episode would show.
     weights = [np.zeros((4, 2), np.float32), np.array([1.0, 0.0], np.float32)]
-    returns = dqn.evaluate(weights, "CartPole-v1", episodes=7, seed=3)
-    assert returns.shape == (7,)
-    assert np.all((returns >= 8) & (returns <= 12))
+    expected = first_episode_lengths(12, seed=3, action=0)
+    assert len(set(expected)) > 1
+    returns = dqn.evaluate(weights, "CartPole-v1", episodes=12, seed=3)
+    np.testing.assert_array_equal(returns, expected)
+
+
+def test_evaluate_gives_up_once_the_mean_cannot_reach_the_pass_mark():
+    weights = [np.zeros((4, 2), np.float32), np.array([1.0, 0.0], np.float32)]
+    full = dqn.evaluate(weights, "CartPole-v1", episodes=12, seed=3)
+    # After t steps with every env running, the best the mean can still reach is t + (500 - t):
+    # 500, so a pass mark of 500 fails at the first episode that ends, and 1 never cuts short.
+    cut = dqn.evaluate(weights, "CartPole-v1", episodes=12, seed=3, pass_mark=500)
+    assert cut.max() == full.min() and cut.sum() < full.sum()
+    np.testing.assert_array_equal(
+        dqn.evaluate(weights, "CartPole-v1", episodes=12, seed=3, pass_mark=1), full
+    )
 
 
 def test_half_size_averages_two_by_two_blocks():
@@ -249,7 +402,7 @@ def identity_like_network(q_for_action_0, q_for_action_1):
 
 @pytest.mark.parametrize("double", [False, True], ids=["dqn", "double-dqn"])
 def test_next_value_is_the_targets_max_or_its_value_of_the_online_choice(tensorflow_ready, double):
-    agent = dqn.DQNAgent(dqn.Config(double_dqn=double))
+    agent = dqn.DQNAgent(dqn.Config(double_dqn=double, hidden="24,12"))
     set_dense(agent.q_network, identity_like_network(1.0, 2.0))  # online: action 1 looks best
     set_dense(agent.target_network, identity_like_network(5.0, 3.0))  # target: action 0 is
     next_states = np.array([[1.0, 1.0, 0.0, 0.0]], np.float32)

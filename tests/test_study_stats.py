@@ -1,0 +1,90 @@
+"""The study's statistics against values worked out by hand: every interval in the README and
+in results/study/README.md comes from these functions."""
+
+import math
+
+import numpy as np
+import pytest
+import study
+
+
+@pytest.mark.parametrize(
+    "values, q, expected",
+    [
+        ([1, 2, 3, 4], 0.5, 2.5),
+        ([1, 2, 3, 4], 0.25, 1.75),  # position 0.75 between 1 and 2
+        ([10, 20, 30, 40, 50], 0.9, 46.0),  # position 3.6 between 40 and 50
+        ([7], 0.3, 7.0),
+        ([1, 2, math.inf], 0.5, 2.0),  # an unsolved run counts as slower than any number
+        ([1, 2, math.inf], 0.75, math.inf),  # between 2 and "never": never
+        ([1, math.inf], 0.0, 1.0),
+    ],
+)
+def test_quantile_interpolates_linearly_and_treats_inf_as_slowest(values, q, expected):
+    assert study.quantile(np.array(values, dtype=float), q) == expected
+
+
+def test_quantile_agrees_with_numpy_on_finite_values():
+    values = np.sort(np.random.default_rng(0).exponential(20_000, size=101))
+    for q in (0.025, 0.1, 0.5, 0.9, 0.975):
+        assert study.quantile(values, q) == pytest.approx(np.quantile(values, q), rel=1e-12)
+
+
+def test_median_sorts_its_input():
+    assert study.median([9, 1, 5, 3]) == 4.0
+
+
+def test_interval_is_the_middle_95_percent():
+    assert study.interval(np.arange(1001.0)[::-1]) == (25.0, 975.0)
+
+
+def test_bootstrap_resamples_the_same_seeds_for_every_variant():
+    rng = np.random.default_rng(1)
+    a = rng.exponential(20_000, size=40)
+    medians = study.bootstrap_medians([a, 2 * a], np.random.default_rng(2))
+    assert medians.shape == (2, study.BOOTSTRAP)
+    # Paired: every resample picks the same seeds for both rows, so the ratio is exactly 2.
+    np.testing.assert_allclose(medians[1] / medians[0], 2.0)
+    # And the resamples do vary: the interval of the median is not a single point.
+    low, high = study.interval(medians[0])
+    assert low < study.median(a) < high
+
+
+def test_bootstrap_interval_of_the_median_matches_a_known_case():
+    # Seeds 1..9: a resample's median is <= k when at least 5 of its 9 draws are, which has
+    # probability 0.0014 for k = 1, 0.030 for k = 2, 0.970 for k = 7 and 0.9986 for k = 8
+    # (binomial sums). So the 2.5% quantile is 2 and the 97.5% quantile is 8, with a margin
+    # of several standard errors for 10,000 resamples.
+    medians = study.bootstrap_medians([np.arange(1.0, 10.0)], np.random.default_rng(0))
+    assert study.interval(medians[0]) == (2.0, 8.0)
+
+
+def runs_of(variant, steps, seconds=5.0):
+    return [
+        {
+            "variant": variant,
+            "flags": "--x" if variant != "a" else "",
+            "seed": str(seed),
+            "solved": str(step is not None),
+            "steps_to_solve": "" if step is None else str(step),
+            "own_eval_mean": "500.0",
+            "process_seconds": str(seconds),
+        }
+        for seed, step in enumerate(steps)
+    ]
+
+
+def test_report_gives_solved_counts_medians_and_paired_ratios():
+    runs = runs_of("a", [1000, 2000, 3000, 4000]) + runs_of("b", [2000, 4000, 6000, None])
+    table = study.report(runs, None).splitlines()
+    row_a = next(line for line in table if line.startswith("| a |"))
+    row_b = next(line for line in table if line.startswith("| b |"))
+    assert "| 4/4 | 2,500 (1,750-3,250) |" in row_a and "| 4,000 |" in row_a
+    assert "| 3/4 | 5,000 (3,500-not solved) |" in row_b and "| not solved |" in row_b
+    assert "| 2.00 (" in row_b  # 5,000 / 2,500
+
+
+def test_parse_seeds_and_seed_text_round_trip():
+    seeds = study.parse_seeds("0-3,7,10-11")
+    assert seeds == [0, 1, 2, 3, 7, 10, 11]
+    assert study.seed_text(seeds) == "0-3, 7, 10-11"
