@@ -72,6 +72,41 @@ def q_report(agent) -> dict:
     }
 
 
+def plot(csv_paths: list[Path], titles: list[str], path: Path) -> None:
+    """One panel per run: how the training episodes of each window ended, as shares."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(csv_paths), figsize=(6.5 * len(csv_paths), 4), sharey=True)
+    colors = {
+        "pole fell": "tab:orange",
+        "cart left the track": "tab:red",
+        "time limit": "tab:green",
+    }
+    for ax, csv_path, title in zip(np.atleast_1d(axes), csv_paths, titles, strict=True):
+        with open(csv_path) as f:
+            rows = list(csv.DictReader(f))
+        steps = np.array([int(r["step"]) for r in rows])
+        bottom = np.zeros(len(rows))
+        totals = np.array([max(int(r["episodes"]), 1) for r in rows])
+        for reason, color in colors.items():
+            counts = np.array([int(r[reason]) for r in rows]) / totals
+            ax.bar(
+                steps, counts, width=-2_000, align="edge", bottom=bottom, color=color, label=reason
+            )
+            bottom += counts
+        ax.set(title=title, xlabel="env steps (windows of 2,500)", xlim=(0, steps.max() + 500))
+        ax.set_ylim(0, 1.15)
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("share of the window's training episodes")
+    np.atleast_1d(axes)[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=5)
@@ -79,7 +114,12 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=2_500)
     parser.add_argument("--flags", default="", help="dqn_cartpole.py flags, e.g. '--n-step 3'")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "diagnosis")
+    parser.add_argument("--plot", type=Path, nargs="+", help="only draw these CSVs' windows")
+    parser.add_argument("--titles", nargs="+", help="a title per CSV for --plot")
     args = parser.parse_args()
+    if args.plot:
+        plot(args.plot, args.titles or [p.stem for p in args.plot], args.out / "diagnosis.png")
+        return
 
     flags = [*shlex.split(args.flags), "--seed", str(args.seed), "--max-steps", str(args.steps)]
     flags += ["--polish-steps", "0", "--log-every", str(10**9), "--no-gifs"]

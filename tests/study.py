@@ -297,6 +297,34 @@ def report(runs: list[dict], seeds: list[int] | None) -> str:
     return "\n".join(lines)
 
 
+def polish_report(runs: list[dict], budgets=(0, 2_500, 5_000, 10_000, 20_000, 30_000)) -> str:
+    """What shorter polishing would have kept, read from each solved run's checks: after the
+    solve every evaluation is the same 100-episode check, so the best check within a budget is
+    the snapshot that budget would have saved (runs stop early at a perfect check)."""
+    lines = [
+        "| variant | polish budget (steps) | runs | perfect check within it | mean of best "
+        "checks | lowest best check | median steps used |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for variant in dict.fromkeys(r["variant"] for r in runs):
+        solved = [r for r in runs if r["variant"] == variant and r["solved"] == "True"]
+        for budget in budgets:
+            best, used = [], []
+            for r in solved:
+                start = int(r["steps_to_solve"])
+                checks = [(s, m) for s, m in json.loads(r["evaluations"]) if s >= start]
+                within = [(s, m) for s, m in checks if s <= start + budget]
+                best.append(max(m for _, m in within))
+                perfect = [s for s, m in within if m >= PERFECT]
+                used.append((perfect[0] if perfect else min(start + budget, checks[-1][0])) - start)
+            best = np.array(best)
+            lines.append(
+                f"| {variant} | {budget:,} | {len(best)} | {int((best >= PERFECT).sum())} "
+                f"| {best.mean():.1f} | {best.min():.1f} | {median(used):,.0f} |"
+            )
+    return "\n".join(lines)
+
+
 def smooth(curves: np.ndarray, window: int) -> np.ndarray:
     """Moving mean of each row over the last `window` points, ignoring NaN."""
     out = np.full_like(curves, np.nan)
@@ -404,6 +432,9 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="no runs: tables and figure")
     parser.add_argument("--table", type=Path, help="also write the Markdown table here")
     parser.add_argument("--figure", type=Path, help="write the figure here (PNG)")
+    parser.add_argument(
+        "--polish", action="store_true", help="also: what shorter polishing would have kept"
+    )
     parser.add_argument("--title", default="DQN on CartPole-v1", help="the figure's title")
     parser.add_argument(
         "--evaluate", type=Path, help="only score this .keras model with the study's evaluation"
@@ -432,6 +463,8 @@ def main() -> None:
     if not runs:
         sys.exit(f"study: no finished runs for seeds {args.seeds} in {args.runs}")
     table = report(runs, None)
+    if args.polish:
+        table += "\n\n" + polish_report(runs)
     print(table)
     if args.table:
         args.table.parent.mkdir(parents=True, exist_ok=True)
