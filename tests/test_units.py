@@ -185,7 +185,7 @@ def test_epsilon_greedy_picks_the_argmax_at_zero_and_explores_at_one(tensorflow_
 def test_q_network_is_the_seeds_24_12_actions_relu_he_normal_adam_mse(tensorflow_ready):
     import keras
 
-    model = dqn.build_q_network(4, 2, learning_rate=1e-3)
+    model = dqn.build_q_network(4, 2, learning_rate=1e-3, loss="mse", hidden=(24, 12))
     dense = model.layers
     assert [layer.units for layer in dense] == [24, 12, 2]
     assert [layer.activation.__name__ for layer in dense] == ["relu", "relu", "linear"]
@@ -198,7 +198,7 @@ def test_q_network_is_the_seeds_24_12_actions_relu_he_normal_adam_mse(tensorflow
 
 @pytest.mark.parametrize("hidden", [(24, 12), (64, 64), (16, 8, 4)])
 def test_numpy_forward_pass_matches_keras(tensorflow_ready, hidden):
-    model = dqn.build_q_network(4, 2, learning_rate=1e-3, hidden=hidden)
+    model = dqn.build_q_network(4, 2, learning_rate=1e-3, loss="mse", hidden=hidden)
     assert [layer.units for layer in model.layers] == [*hidden, 2]
     states = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
     np.testing.assert_allclose(
