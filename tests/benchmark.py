@@ -17,13 +17,14 @@ import argparse
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from pinned import run_pinned
+from pinned import ONE_THREAD, pinned, run_pinned
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,13 +55,14 @@ def time_calls(function, repeats: int) -> float:
     return statistics.median(times)
 
 
-def micro_benchmark(core: int) -> None:
+def micro_benchmark(core: int, hidden: str) -> None:
+    """The seed's replay step and action against the script's, on a network of `hidden` units."""
     os.sched_setaffinity(0, {core})
     sys.path.insert(0, str(ROOT))
     import dqn_cartpole as dqn
 
     dqn.setup_tensorflow(seed=0)
-    cfg = dqn.Config()
+    cfg = dqn.Config(hidden=hidden)
     agent = dqn.DQNAgent(cfg)
     rng = np.random.default_rng(0)
     for _ in range(cfg.memory_size):
@@ -90,7 +92,9 @@ def micro_benchmark(core: int) -> None:
     seed_act = time_calls(lambda: np.argmax(agent.q_network.predict(state[None], verbose=0)), 50)
     numpy_act = time_calls(lambda: np.argmax(dqn.q_values(agent.weights, state)), 2000)
 
-    print(f"\nOne gradient step (batch {cfg.batch_size}), median, pinned to core {core}:")
+    print(
+        f"\nHidden {hidden}: one gradient step (batch {cfg.batch_size}), median, core {core}:"
+    )
     print(f"  seed's way (predict, predict, Python loop, fit): {seed_step * 1e3:8.2f} ms")
     print(
         f"  compiled replay, {cfg.gradient_steps} steps per call:  {compiled_step * 1e3:8.3f} ms"
@@ -102,6 +106,36 @@ def micro_benchmark(core: int) -> None:
     print(
         f"  NumPy forward:   {numpy_act * 1e6:8.1f} us   ratio: {seed_act / numpy_act:.0f}x faster"
     )
+
+
+def startup_benchmark(core: int, repeats: int = 5) -> None:
+    """Whole-process seconds of a run that trains nothing, and of --help (median of `repeats`)."""
+    script = [sys.executable, str(ROOT / "dqn_cartpole.py")]
+    commands = {
+        "--max-steps 1 --no-gifs (imports, one step, saving)": ["--max-steps", "1", "--no-gifs"],
+        "--help (no TensorFlow)": ["--help"],
+    }
+    print(f"\nStart-up, whole process pinned to core {core}, median of {repeats}:")
+    for label, args in commands.items():
+        times = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for _ in range(repeats):
+                start = time.perf_counter()
+                subprocess.run(
+                    pinned([*script, *args, "--results-dir", tmp], core),
+                    env={**os.environ, **ONE_THREAD},
+                    stdout=subprocess.DEVNULL,
+                    check=True,
+                )
+                times.append(time.perf_counter() - start)
+        print(f"  {label}: {statistics.median(times):.2f} s ({min(times):.2f}-{max(times):.2f})")
+
+
+def dqn_defaults_hidden() -> str:
+    sys.path.insert(0, str(ROOT))
+    import dqn_cartpole as dqn
+
+    return dqn.Config().hidden
 
 
 def main() -> None:
@@ -148,7 +182,9 @@ def main() -> None:
         f"worst:  steps {max(column('steps'))}, process {max(column('process_seconds')):.1f} s; "
         f"solved {sum(column('solved'))}/{len(rows)}"
     )
-    micro_benchmark(args.core)
+    startup_benchmark(args.core)
+    for hidden in ("24,12", dqn_defaults_hidden()):  # the seed's network, then the default one
+        micro_benchmark(args.core, hidden)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """Diagnosis: what a slow seed's agent does on its plateau, and what its Q-network sees.
 
-    python tests/diagnose.py --seed 5 --steps 60000                     # the old defaults
-    python tests/diagnose.py --seed 5 --steps 60000 --flags "--hidden 64,64 --n-step 3"
+    python tests/diagnose.py --seed 5 --steps 75000 --name seed5-defaults
+    python tests/diagnose.py --seed 5 --steps 75000 --name seed5-last-defaults \
+        --flags "--hidden 24,12 --n-step 1 --gamma 0.95 --target-update-every 500 \
+                 --learning-rate 0.001"
+    python tests/diagnose.py --plot results/diagnosis/seed5-last-defaults.csv --titles "..."
 
 Trains dqn_cartpole.py's own agent with its own loop (train(), in this process) and, every
 --window env steps, reads what the loop left behind, without changing it:
@@ -79,7 +82,7 @@ def plot(csv_paths: list[Path], titles: list[str], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(csv_paths), figsize=(6.5 * len(csv_paths), 4), sharey=True)
+    fig, axes = plt.subplots(1, len(csv_paths), figsize=(9 * len(csv_paths), 4), sharey=True)
     colors = {
         "pole fell": "tab:orange",
         "cart left the track": "tab:red",
@@ -98,10 +101,10 @@ def plot(csv_paths: list[Path], titles: list[str], path: Path) -> None:
             )
             bottom += counts
         ax.set(title=title, xlabel="env steps (windows of 2,500)", xlim=(0, steps.max() + 500))
-        ax.set_ylim(0, 1.15)
+        ax.set_ylim(0, 1.2)
         ax.grid(alpha=0.3)
     np.atleast_1d(axes)[0].set_ylabel("share of the window's training episodes")
-    np.atleast_1d(axes)[0].legend(fontsize=8)
+    np.atleast_1d(axes)[0].legend(fontsize=8, ncol=3, loc="upper center")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     print(f"wrote {path}")
@@ -114,6 +117,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=2_500)
     parser.add_argument("--flags", default="", help="dqn_cartpole.py flags, e.g. '--n-step 3'")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "diagnosis")
+    parser.add_argument("--name", default=None, help="the CSV's name (default: seedS)")
     parser.add_argument("--plot", type=Path, nargs="+", help="only draw these CSVs' windows")
     parser.add_argument("--titles", nargs="+", help="a title per CSV for --plot")
     args = parser.parse_args()
@@ -156,8 +160,7 @@ def main() -> None:
     print(f"steps_to_solve {run['steps_to_solve']}")
 
     args.out.mkdir(parents=True, exist_ok=True)
-    name = f"seed{args.seed}" + ("-" + "_".join(shlex.split(args.flags)) if args.flags else "")
-    name = name.replace("--", "").replace(",", "x")
+    name = args.name or f"seed{args.seed}"
     with open(args.out / f"{name}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, list(windows[0]))
         writer.writeheader()

@@ -96,7 +96,7 @@ def remember_episode(agent, length, end):
 
 @pytest.mark.parametrize("end", ["terminated", "truncated"])
 def test_one_step_memory_stores_each_step_with_the_discount_gamma(tensorflow_ready, end):
-    agent = dqn.DQNAgent(dqn.Config(gamma=0.9))
+    agent = dqn.DQNAgent(dqn.Config(gamma=0.9, n_step=1))
     remember_episode(agent, 3, end)
     rows = agent_memory_rows(agent)
     np.testing.assert_array_equal(rows["state0"], [0, 1, 2])
@@ -298,7 +298,7 @@ def test_training_decays_epsilon_once_per_step_and_stores_every_step(tensorflow_
     agent = dqn.DQNAgent(cfg)
     run = dqn.train(agent, cfg, dqn.StopFlag())
     assert agent.epsilon == pytest.approx(0.995**700, rel=1e-9)  # 0.03: above the floor
-    assert len(agent.memory) == 700 and run["steps"] == 700
+    assert len(agent.memory) + len(agent.recent) == 700 == run["steps"]  # stored or waiting
 
 
 # ---- Evaluation and outputs ------------------------------------------------------------------
