@@ -92,9 +92,7 @@ def micro_benchmark(core: int, hidden: str) -> None:
     seed_act = time_calls(lambda: np.argmax(agent.q_network.predict(state[None], verbose=0)), 50)
     numpy_act = time_calls(lambda: np.argmax(dqn.q_values(agent.weights, state)), 2000)
 
-    print(
-        f"\nHidden {hidden}: one gradient step (batch {cfg.batch_size}), median, core {core}:"
-    )
+    print(f"\nHidden {hidden}: one gradient step (batch {cfg.batch_size}), median, core {core}:")
     print(f"  seed's way (predict, predict, Python loop, fit): {seed_step * 1e3:8.2f} ms")
     print(
         f"  compiled replay, {cfg.gradient_steps} steps per call:  {compiled_step * 1e3:8.3f} ms"
