@@ -67,7 +67,7 @@ def runs_of(variant, steps, seconds=5.0):
             "seed": str(seed),
             "solved": str(step is not None),
             "steps_to_solve": "" if step is None else str(step),
-            "own_eval_mean": "500.0",
+            "own_eval_mean": "500.0" if variant == "a" else "490.0",
             "process_seconds": str(seconds),
         }
         for seed, step in enumerate(steps)
@@ -79,9 +79,13 @@ def test_report_gives_solved_counts_medians_and_paired_ratios():
     table = study.report(runs, None).splitlines()
     row_a = next(line for line in table if line.startswith("| a |"))
     row_b = next(line for line in table if line.startswith("| b |"))
-    assert "| 4/4 | 2,500 (1,750-3,250) |" in row_a and "| 4,000 |" in row_a
-    assert "| 3/4 | 5,000 (3,500-not solved) |" in row_b and "| not solved |" in row_b
+    # Median (IQR), then after the interval and the ratio: the 90th percentile and the worst.
+    assert "| 4/4 | 2,500 (1,750-3,250) |" in row_a and "| 3,700 | 4,000 |" in row_a
+    assert "| 3/4 | 5,000 (3,500-not solved) |" in row_b
+    assert "| not solved | not solved |" in row_b
     assert "| 2.00 (" in row_b  # 5,000 / 2,500
+    assert "| 500.0, 500.0 | 4/4 | 4/4 | 5.0 |" in row_a  # every model >= 495 and perfect
+    assert "| 490.0, 490.0 | 0/4 | 0/4 | 5.0 |" in row_b
 
 
 def test_parse_seeds_and_seed_text_round_trip():
