@@ -210,7 +210,7 @@ def test_default_run_saves_the_best_check_after_solving_and_stops_as_it_should(d
     # From the solve on, every evaluation is the same 100-episode check: the saved snapshot is
     # the first one with the best of those scores.
     checks = [(step, score) for step, score in summary["evaluations"] if step >= solved_at]
-    assert checks[0] == [solved_at, summary["solve_check_mean"]]
+    assert checks[0] == (solved_at, summary["solve_check_mean"])
     best = max(score for _, score in checks)
     first_best = next(step for step, score in checks if score == best)
     assert summary["saved_snapshot_step"] == first_best

@@ -128,7 +128,7 @@ def test_every_accepted_command_line_builds_replays_and_evaluates(tensorflow_rea
     keras.utils.set_random_seed(cfg.seed)  # every accepted seed is one NumPy and TF accept
     agent = dqn.DQNAgent(cfg)
     state, _ = agent.env.reset(seed=cfg.seed)
-    for _ in range(cfg.batch_size):
+    while len(agent.memory) < cfg.min_observations:  # the loop's rule for starting to replay
         action = agent.get_action(state)
         next_state, reward, terminated, truncated, _ = agent.env.step(action)
         agent.remember(state, action, reward, next_state, terminated, truncated)
