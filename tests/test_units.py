@@ -272,10 +272,12 @@ def spy_on_training(monkeypatch, agent):
     return copies
 
 
-def short_run_config(**overrides):
+def small_config(**overrides):
+    """A quick run: replay from 32 transitions, no XLA compile, no progress lines, and no
+    evaluation unless a test asks for one."""
     settings = dict(
         max_steps=1_300,
-        min_observations=200,
+        min_observations=32,
         batch_size=32,
         eval_every=10**6,
         log_every=10**6,
@@ -285,7 +287,7 @@ def short_run_config(**overrides):
 
 
 def test_target_network_is_copied_every_target_update_every_steps(tensorflow_ready, monkeypatch):
-    agent = dqn.DQNAgent(short_run_config(target_update_every=300))
+    agent = dqn.DQNAgent(small_config(target_update_every=300))
     copies = spy_on_training(monkeypatch, agent)
     dqn.train(agent, agent.cfg, dqn.StopFlag())
     assert copies == [300, 600, 900, 1200]
@@ -294,7 +296,7 @@ def test_target_network_is_copied_every_target_update_every_steps(tensorflow_rea
 
 
 def test_training_decays_epsilon_once_per_step_and_stores_every_step(tensorflow_ready):
-    cfg = short_run_config(max_steps=700, epsilon_decay=0.995, epsilon_min=0.01, memory_size=2000)
+    cfg = small_config(max_steps=700, epsilon_decay=0.995, epsilon_min=0.01, memory_size=2000)
     agent = dqn.DQNAgent(cfg)
     run = dqn.train(agent, cfg, dqn.StopFlag())
     assert agent.epsilon == pytest.approx(0.995**700, rel=1e-9)  # 0.03: above the floor
@@ -440,16 +442,7 @@ def scripted_evaluate(monkeypatch, short, long):
 
 
 def polish_config(**overrides):
-    settings = dict(
-        min_observations=32,
-        batch_size=32,
-        eval_every=100,
-        max_steps=5_000,
-        polish_steps=400,
-        no_xla=True,
-        log_every=10**6,
-    )
-    return dqn.Config(**{**settings, **overrides})
+    return small_config(**{"eval_every": 100, "max_steps": 5_000, "polish_steps": 400, **overrides})
 
 
 def test_after_solving_training_goes_on_and_keeps_the_best_long_check(
