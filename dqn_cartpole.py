@@ -84,7 +84,7 @@ class Config:
     no_gifs: bool = setting(False, "skip before.gif and after.gif (saves a few seconds)")
     tensorboard: bool = setting(False, "also write TensorBoard scalars to RESULTS_DIR/tensorboard")
     log_every: int = setting(2_000, "print a progress line every this many env steps")
-    # DQN hyperparameters (README: "How the defaults were chosen")
+    # DQN hyperparameters (how they were chosen: results/study/README.md)
     gamma: float = setting(0.99, "discount factor, in (0, 1]")
     hidden: str = setting(
         "256,256", "hidden layer sizes of the Q-network, comma-separated (the seed's: 24,12)"
@@ -412,7 +412,7 @@ def setup_tensorflow(seed: int) -> None:
 
 def build_q_network(n_observations: int, n_actions: int, learning_rate: float, loss, hidden):
     """The seed's Q-network: Dense ReLU layers (24 -> 12 in the seed) -> one linear output per
-    action, all He-normal, trained by Adam on the MSE."""
+    action, all He-normal, trained by Adam on `loss` (the seed's: MSE)."""
     import keras
 
     layers = [keras.Input(shape=(n_observations,))]
