@@ -517,8 +517,9 @@ class DQNAgent:
         self.rng = np.random.default_rng(cfg.seed)
 
         sizes = (self.n_observations, self.n_actions, cfg.learning_rate, cfg.loss)
-        self.q_network = build_q_network(*sizes, hidden_sizes(cfg.hidden))
-        self.target_network = build_q_network(*sizes, hidden_sizes(cfg.hidden))
+        sizes += (hidden_sizes(cfg.hidden),)
+        self.q_network = build_q_network(*sizes)
+        self.target_network = build_q_network(*sizes)
         self.update_target_network()
         self.q_network.optimizer.build(self.q_network.trainable_variables)
         self.loss_fn = keras.losses.get(self.q_network.loss)  # --loss, as compiled

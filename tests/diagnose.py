@@ -133,7 +133,7 @@ def main() -> None:
     agent = dqn.DQNAgent(cfg)
 
     windows, ends = [], []
-    remember, replay = agent.remember, agent.experience_replay
+    remember = agent.remember
     state = {"step": 0}
 
     def remember_and_watch(s, action, reward, next_state, terminated, truncated):
@@ -155,7 +155,7 @@ def main() -> None:
                 flush=True,
             )
 
-    agent.remember, agent.experience_replay = remember_and_watch, replay
+    agent.remember = remember_and_watch
     run = dqn.train(agent, cfg, dqn.StopFlag())
     print(f"steps_to_solve {run['steps_to_solve']}")
 

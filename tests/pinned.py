@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,8 +22,6 @@ def pinned(command: list[str], core: int) -> list[str]:
 
 def run_pinned(seed: int, core: int, folder: Path, flags=()) -> dict:
     """One training run: its summary.json, wall seconds and peak resident memory (MiB)."""
-    import time
-
     folder = Path(folder)
     command = [sys.executable, str(ROOT / "dqn_cartpole.py"), "--no-gifs", "--seed", str(seed)]
     command += ["--results-dir", str(folder), *flags]
