@@ -41,7 +41,7 @@ def end_reason(next_state, terminated: bool) -> str:
 
 
 def memory_view(agent):
-    rows = np.stack(agent.memory.buffer)
+    rows = agent.memory.transitions()
     n = agent.n_observations
     return rows[:, :n], rows[:, n].astype(int), rows[:, n + 1], rows[:, n + 2], rows[:, n + 3 :]
 

@@ -21,7 +21,7 @@ def test_memory_appends_until_full():
     memory = dqn.ReplayMemory(capacity=10, n_observations=4, rng=np.random.default_rng(0))
     fill(memory, 7)
     assert len(memory) == 7
-    assert [row[0] for row in memory.buffer] == list(range(7))  # in order, nothing replaced
+    assert list(memory.transitions()[:, 0]) == list(range(7))  # in order, nothing replaced
 
 
 def test_memory_when_full_overwrites_one_random_slot_and_never_grows():
@@ -29,9 +29,9 @@ def test_memory_when_full_overwrites_one_random_slot_and_never_grows():
     fill(memory, 10)
     replaced_slots = set()
     for i in range(100, 140):
-        before = [row[0] for row in memory.buffer]
+        before = list(memory.transitions()[:, 0])
         fill(memory, 1, start=i)
-        after = [row[0] for row in memory.buffer]
+        after = list(memory.transitions()[:, 0])
         assert len(memory) == 10
         changed = [slot for slot in range(10) if before[slot] != after[slot]]
         assert len(changed) == 1 and after[changed[0]] == i
@@ -67,7 +67,7 @@ def test_td_target_is_the_reward_alone_at_a_termination_and_bootstraps_otherwise
 
 
 def agent_memory_rows(agent):
-    rows = np.stack(agent.memory.buffer)
+    rows = agent.memory.transitions()
     return {
         "state0": rows[:, 0],
         "action": rows[:, 4],
@@ -145,7 +145,7 @@ def test_training_loop_stores_truncation_as_not_terminated(tensorflow_ready):
     )
     agent = dqn.DQNAgent(cfg)
     run = dqn.train(agent, cfg, dqn.StopFlag())
-    rows = np.stack(agent.memory.buffer)
+    rows = agent.memory.transitions()
     terminated, next_states = rows[:, 4 + 2], rows[:, 4 + 3 : 4 + 7]
     # CartPole terminates exactly when the next state leaves these bounds.
     fell = (np.abs(next_states[:, 0]) > 2.4) | (np.abs(next_states[:, 2]) > 12 * np.pi / 180)
@@ -383,7 +383,7 @@ def test_fifo_memory_when_full_drops_the_oldest():
     memory = dqn.ReplayMemory(10, n_observations=4, rng=np.random.default_rng(0), policy="fifo")
     fill(memory, 25)
     assert len(memory) == 10
-    assert [row[0] for row in memory.buffer] == list(range(15, 25))  # the newest ten, in order
+    assert list(memory.transitions()[:, 0]) == list(range(15, 25))  # the newest ten, in order
 
 
 def set_dense(model, kernels_and_biases):
