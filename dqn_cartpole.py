@@ -39,11 +39,52 @@ import sys
 import tempfile
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 PROCESS_START = time.perf_counter()  # seconds_to_solve and total_seconds count from here
+
+
+class PhaseClock:
+    """Wall seconds per phase of a run (imports, compile, learning, checks, writing...), for
+    summary.json. Every second goes to exactly one phase: a nested phase pauses the one around
+    it, and switch() renames the current one. Two perf_counter() calls per change."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.stack, self.mark = ["startup"], PROCESS_START
+
+    def _charge(self) -> None:
+        now = time.perf_counter()
+        self.seconds[self.stack[-1]] = self.seconds.get(self.stack[-1], 0.0) + now - self.mark
+        self.mark = now
+
+    def switch(self, name: str) -> None:
+        if name != self.stack[-1]:
+            self._charge()
+            self.stack[-1] = name
+
+    @contextlib.contextmanager
+    def phase(self, name: str | None):
+        """Charge the time inside to `name` (None: to the phase around it)."""
+        if name is None:
+            yield
+            return
+        self._charge()
+        self.stack.append(name)
+        try:
+            yield
+        finally:
+            self._charge()
+            self.stack.pop()
+
+
+CLOCK = PhaseClock()
 
 # ---------------------------------------------------------------------------------------------
 # Settings
@@ -77,6 +118,11 @@ class Config:
         "--confirm-episodes fresh episodes (0: stop at once)",
         low=0,
     )
+    polish_patience: int = setting(
+        0,
+        "once solved, stop after this many checks in a row that keep no new snapshot (0: never)",
+        low=0,
+    )
     polish_lr_factor: float = setting(
         1.0, "once solved, multiply the learning rate by this, in (0, 1]"
     )
@@ -94,7 +140,7 @@ class Config:
     )
     learning_rate: float = setting(2e-3, "Adam learning rate")
     batch_size: int = setting(32, "transitions per gradient step", high=4_096)
-    memory_size: int = setting(2_000, "replay memory capacity", high=10_000_000)
+    memory_size: int = setting(2_000, "replay memory capacity (at most 4 GiB of rows)")
     memory_policy: str = setting(
         "random",
         "once the memory is full, a new transition replaces a random one (the seed's) or the "
@@ -114,7 +160,12 @@ class Config:
         True, "Double DQN: the Q-network picks the next action, the target network values it"
     )
     loss: str = setting("mse", "regression loss of experience replay", choices=("mse", "huber"))
-    no_xla: bool = setting(False, "compile the replay without XLA (slower, but starts faster)")
+    no_xla: bool = setting(False, "compile the replay without XLA (slower per step)")
+    xla_cache: bool = setting(
+        True,
+        "keep XLA's compiled replay in DQN_CARTPOLE_CACHE (default ~/.cache/dqn_cartpole), so "
+        "that later runs skip the compile",
+    )
     # Evaluation (greedy, epsilon 0, on envs separate from the training env)
     eval_every: int = setting(250, "greedy evaluation every N env steps once replay has started")
     eval_episodes: int = setting(10, "episodes per periodic evaluation", high=10_000)
@@ -124,17 +175,49 @@ class Config:
     # Watching a saved agent instead of training
     watch: str | None = setting(None, "load this .keras model, evaluate it and record a GIF")
     episodes: int = setting(100, "episodes to evaluate with --watch", high=10_000)
+    watch_seed: int = setting(
+        50_000,
+        "--watch plays the episodes that reset from this seed on, which no training run sees",
+        low=0,
+        high=2**32 - 1 - 10_000,
+    )
 
+
+# Settings per env, kept as rl-baselines3-zoo keeps its hyperparameters: --env picks a row and
+# any flag given on the command line overrides it. CartPole-v1's row is the defaults above. The
+# other rows were chosen on tuning seeds 0-99 (results/study/envs.md names the study and runs).
+ENV_SETTINGS: dict[str, dict] = {
+    "CartPole-v1": {},
+    "Acrobot-v1": {"eval_every": 1_000, "polish_steps": 20_000, "polish_patience": 5},
+    "MountainCar-v0": {"eval_every": 1_000, "polish_steps": 20_000, "polish_patience": 5},
+    "LunarLander-v3": {
+        "max_steps": 150_000,
+        "memory_size": 50_000,
+        "epsilon_decay": 0.9998,
+        "eval_every": 5_000,
+        "polish_steps": 30_000,
+        "polish_patience": 3,
+    },
+}
+
+# What is known of each env's rewards, for the greedy checks: the most that one more step can
+# pay, so that a check may stop once its mean can no longer pass (no entry: play every episode
+# out; a LunarLander landing pays 100 in one step), and the highest return an episode can reach
+# ("perfect": it ends polishing at once). Gymnasium's spec gives the solve line, not these.
+STEP_REWARD_BOUND = {"CartPole-v1": 1.0, "Acrobot-v1": 0.0, "MountainCar-v0": 0.0}
+PERFECT_RETURN = {"CartPole-v1": 500.0}
 
 # Each kind of evaluation resets its envs from a fixed seed of its own (the vector envs take
 # seed, seed + 1, ...), so every check of a run plays the same episodes. Training resets from
 # --seed once and then runs on unseeded, so its episodes differ from these in all but the odd
 # case of a --seed that starts one of these ranges.
-EVAL_SEED, CONFIRM_SEED, FINAL_SEED, GIF_SEED = 10_000, 20_000, 30_000, 40_000
+EVAL_SEED, CONFIRM_SEED, CERTIFY_SEED = 10_000, 20_000, 25_000
+FINAL_SEED, GIF_SEED = 30_000, 40_000
 MOVING_AVERAGE = 20  # episodes in the plot's and the progress line's running mean
 
 
 MAX_WEIGHTS = 10_000_000  # per network; training holds five copies (Adam's moments, the target)
+MAX_MEMORY_BYTES = 4 * 2**30  # the replay memory's rows; the machines here have 24 GiB
 
 
 def flag(name: str) -> str:
@@ -151,26 +234,34 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv=None) -> Config:
+    """The command line over the --env's row of ENV_SETTINGS over the defaults."""
+    others = ", ".join(env for env in ENV_SETTINGS if env != Config.env)
     parser = _Parser(
         prog="dqn_cartpole.py",
-        description="Train a DQN on CartPole-v1 with TensorFlow/Keras; see the README.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Train a DQN on CartPole-v1 with TensorFlow/Keras; see the README. The "
+        f"defaults shown are CartPole-v1's; --env {others} start from settings of their own "
+        "(ENV_SETTINGS in the script), and any flag given overrides them.",
     )
     for field in dataclasses.fields(Config):
-        help = field.metadata["help"]
+        # Only the flags given land in the namespace, so that they can override the env's row.
+        help, shown = field.metadata["help"], field.default not in (None, False)
         if field.type == "bool":  # on by default: --name and --no-name; off: --name alone
             action = argparse.BooleanOptionalAction if field.default else "store_true"
-            parser.add_argument(flag(field.name), action=action, default=field.default, help=help)
+            parser.add_argument(
+                flag(field.name), action=action, default=argparse.SUPPRESS, help=help
+            )
         else:
             kind = {"int": int, "float": float}.get(field.type, str)
             parser.add_argument(
                 flag(field.name),
                 type=kind,
-                default=field.default,
+                default=argparse.SUPPRESS,
                 choices=field.metadata["choices"],
-                help=help,
+                help=f"{help} (default: {field.default})" if shown else help,
             )
-    return Config(**vars(parser.parse_args(argv)))
+    given = vars(parser.parse_args(argv))
+    env = given.get("env", Config.env)
+    return Config(**{**ENV_SETTINGS.get(env, {}), **given})
 
 
 def validate(cfg: Config) -> None:
@@ -211,6 +302,12 @@ def validate(cfg: Config) -> None:
         raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard")
     sizes = check_env(cfg.env)
     check_hidden(cfg.hidden, sizes)
+    memory_bytes = cfg.memory_size * row_width(sizes[0]) * 4
+    if memory_bytes > MAX_MEMORY_BYTES:
+        raise ConfigError(
+            f"--memory-size {cfg.memory_size:,}: {memory_bytes / 2**30:,.1f} GiB of rows for "
+            f"{cfg.env}; at most {MAX_MEMORY_BYTES / 2**30:g} GiB"
+        )
     if cfg.watch is not None:
         check_model_file(cfg.watch, cfg.env, sizes)
 
@@ -242,8 +339,13 @@ def check_env(env_id: str) -> tuple[int, int]:
 
     try:
         env = gym.make(env_id)
+    except gym.error.DependencyNotInstalled as exc:  # e.g. LunarLander without Box2D
+        raise ConfigError(
+            f"--env {env_id!r} needs a package that is not installed ({first_line(exc)}); "
+            "pip install -r requirements.txt installs them all"
+        ) from None
     except Exception as exc:  # gymnasium raises several error types for unknown or broken ids
-        raise ConfigError(f"--env {env_id!r} cannot be made: {exc}") from None
+        raise ConfigError(f"--env {env_id!r} cannot be made: {first_line(exc)}") from None
     try:
         if not isinstance(env.action_space, gym.spaces.Discrete):
             raise ConfigError(f"--env {env_id!r} has no discrete actions ({env.action_space})")
@@ -257,14 +359,28 @@ def check_env(env_id: str) -> tuple[int, int]:
         env.close()
 
 
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def check_model_file(path: str, env_id: str, sizes: tuple[int, int]) -> None:
     """Check a .keras file from its config.json, without TensorFlow: a Sequential stack of Dense
     layers, ReLU inside and linear at the end (what q_values() computes), mapping the env's
     observation size to its action count. keras.saving.load_model(safe_mode=True) does the rest.
     """
     file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"--watch {path!r}: no such file")
+    try:
+        if not file.is_file():
+            raise ConfigError(f"--watch {path!r}: no such file")
+        config = read_model_config(file, path)
+    except OSError as exc:  # a name the OS refuses, a file it cannot read
+        raise ConfigError(f"--watch {path!r}: {os_reason(exc)}") from None
+    check_model_config(config, path, env_id, sizes)
+
+
+def read_model_config(file: Path, path: str) -> dict:
+    """What check_model_config() looks at in a .keras file's config.json."""
     if not zipfile.is_zipfile(file):
         raise ConfigError(f"--watch {path!r}: not a Keras model (.keras files are zip archives)")
     with zipfile.ZipFile(file) as archive:
@@ -273,18 +389,37 @@ def check_model_file(path: str, env_id: str, sizes: tuple[int, int]) -> None:
         try:
             config = json.loads(archive.read("config.json"))
             layers = config["config"]["layers"]
-            kinds = [layer["class_name"] for layer in layers]
             dense = [layer["config"] for layer in layers if layer["class_name"] == "Dense"]
-            activations = [layer["activation"] for layer in dense]
-            maps = (layers[0]["config"]["batch_shape"][-1], dense[-1]["units"] if dense else None)
-        except (ValueError, UnicodeDecodeError, LookupError, TypeError, AttributeError):
+            return {
+                "class_name": config.get("class_name"),
+                "kinds": [layer["class_name"] for layer in layers],
+                "activations": [layer["activation"] for layer in dense],
+                "maps": (
+                    layers[0]["config"]["batch_shape"][-1],
+                    dense[-1]["units"] if dense else None,
+                ),
+            }
+        except (
+            ValueError,
+            UnicodeDecodeError,
+            LookupError,
+            TypeError,
+            AttributeError,
+            zipfile.BadZipFile,  # a CRC that does not match: the archive is damaged
+            zlib.error,
+            EOFError,
+        ):
             reason = "not a Keras model (damaged config.json)"
             raise ConfigError(f"--watch {path!r}: {reason}") from None
+
+
+def check_model_config(config: dict, path: str, env_id: str, sizes: tuple[int, int]) -> None:
+    kinds, activations, maps = config["kinds"], config["activations"], config["maps"]
     if (
-        config.get("class_name") != "Sequential"
+        config["class_name"] != "Sequential"
         or kinds != ["InputLayer"] + ["Dense"] * (len(kinds) - 1)
-        or not dense
-        or activations != ["relu"] * (len(dense) - 1) + ["linear"]
+        or not activations
+        or activations != ["relu"] * (len(activations) - 1) + ["linear"]
     ):
         raise ConfigError(f"--watch {path!r}: not a Q-network of Dense layers like ours")
     if maps != sizes:
@@ -306,10 +441,11 @@ def results_folder(folder: Path):
     away a second run. Any OS error here is bad input: nothing is left that was not there. Bad
     input found later (a --watch file that Keras refuses) also removes the folders made here.
     """
-    missing = [p for p in (folder, *folder.parents) if not p.exists()]
-    lock = None
+    missing, lock = [], None
     try:
         try:
+            # exists() itself raises for a name the OS refuses (too long, say): bad input too.
+            missing = [p for p in (folder, *folder.parents) if not p.exists()]
             folder.mkdir(parents=True, exist_ok=True)
             fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe-")
             os.close(fd)
@@ -379,6 +515,34 @@ def os_reason(exc: OSError) -> str:
 # ---------------------------------------------------------------------------------------------
 # TensorFlow: imported only once the settings are known to be good
 # ---------------------------------------------------------------------------------------------
+
+
+def xla_cache_folder() -> Path:
+    """DQN_CARTPOLE_CACHE, or dqn_cartpole/ in the user's cache folder (XDG_CACHE_HOME or
+    ~/.cache): where XLA keeps the compiled replay between runs."""
+    if os.environ.get("DQN_CARTPOLE_CACHE"):
+        return Path(os.environ["DQN_CARTPOLE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dqn_cartpole"
+
+
+def use_xla_cache(folder: Path) -> None:
+    """Point XLA's persistent compile cache at `folder` (read when TensorFlow first compiles).
+
+    The first run with a new network shape or TensorFlow version compiles and stores the
+    executable (about 350 KB); later runs load it instead of compiling. A folder that cannot be
+    made only costs that time, so it is a note, not an error.
+    """
+    flags = os.environ.get("TF_XLA_FLAGS", "")
+    if "tf_xla_persistent_cache_directory" in flags:
+        return  # the user chose a cache already
+    try:
+        if any(c.isspace() for c in str(folder)):  # TF_XLA_FLAGS is split at white space
+            raise OSError(0, "white space in the path")
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"note: compiling without a cache ({folder}: {os_reason(exc)})")
+        return
+    os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={folder}".strip()
 
 
 def setup_tensorflow(seed: int) -> None:
@@ -538,10 +702,15 @@ class DQNAgent:
 
         self.cfg = cfg
         self.env = gym.make(cfg.env, render_mode="rgb_array")
-        self.env.action_space.seed(cfg.seed)
         self.n_actions = int(self.env.action_space.n)
         self.n_observations = int(self.env.observation_space.shape[0])
-        self.rng = np.random.default_rng(cfg.seed)
+        # One random stream per use, so that changing one setting (the batch size, say) does not
+        # change the others' draws: exploration's coin flips and random actions, the memory's
+        # overwritten slots, its minibatches. The network's initial weights come from Keras'
+        # seed, the env's episodes from reset(seed=...).
+        explore, actions, slots, batches = np.random.SeedSequence(cfg.seed).spawn(4)
+        self.rng = np.random.default_rng(explore)
+        self.env.action_space.seed(int(actions.generate_state(1)[0]))
 
         sizes = (self.n_observations, self.n_actions, cfg.learning_rate, cfg.loss)
         sizes += (hidden_sizes(cfg.hidden),)
@@ -551,7 +720,11 @@ class DQNAgent:
         self.q_network.optimizer.build(self.q_network.trainable_variables)
         self.loss_fn = keras.losses.get(self.q_network.loss)  # --loss, as compiled
         self.memory = ReplayMemory(
-            cfg.memory_size, self.n_observations, self.rng, cfg.memory_policy
+            cfg.memory_size,
+            self.n_observations,
+            np.random.default_rng(slots),
+            cfg.memory_policy,
+            batch_rng=np.random.default_rng(batches),
         )
         self.recent: collections.deque = collections.deque()  # the last n steps, for n-step
         self.epsilon = cfg.epsilon_start
@@ -559,8 +732,9 @@ class DQNAgent:
         # NumPy copies of the Q-network's weights for acting; refreshed after every replay.
         self.weights = self.q_network.get_weights()
         self._shapes = [w.shape for w in self.weights]
-        # XLA fuses the whole loop of gradient steps into one kernel: about 60 us per gradient
-        # step instead of 130 us, for about a second of compiling at the start.
+        # XLA fuses the whole loop of gradient steps into one program: faster per gradient step,
+        # for a compile at the first replay that the XLA cache saves on later runs
+        # (results/benchmark.md measures both).
         self._replay = tf.function(self._gradient_steps, jit_compile=not cfg.no_xla)
 
     # Acting ------------------------------------------------------------------------------------
@@ -595,11 +769,18 @@ class DQNAgent:
     # Learning ----------------------------------------------------------------------------------
 
     def experience_replay(self) -> float:
-        """Run cfg.gradient_steps minibatch updates in one compiled call; return the last loss."""
+        """Run cfg.gradient_steps minibatch updates in one compiled call; return the last loss.
+
+        If the loss or any weight is no longer a finite number, return NaN and keep the NumPy
+        weights as they were: the last finite ones (the Keras network holds the broken ones).
+        """
         batches = self.memory.sample(self.cfg.gradient_steps, self.cfg.batch_size)
         loss, flat_weights = self._replay(*batches)
-        self.weights = self._unflatten(flat_weights.numpy())
-        return float(loss)
+        loss, flat_weights = float(loss), flat_weights.numpy()
+        if not (math.isfinite(loss) and np.isfinite(flat_weights).all()):
+            return math.nan
+        self.weights = self._unflatten(flat_weights)
+        return loss
 
     def _gradient_steps(self, states, actions, rewards, next_states, terminated, discounts):
         import tensorflow as tf
@@ -786,6 +967,8 @@ def save_episodes_csv(path: Path, episodes: list[tuple]) -> None:
 
 
 def save_model(path: Path, model) -> None:
+    if not all(np.isfinite(w).all() for w in model.get_weights()):
+        raise ValueError("refusing to save a Q-network with non-finite weights")  # a bug if seen
     with atomic_path(path) as tmp:
         model.save(tmp)
 
@@ -849,7 +1032,8 @@ def train(agent: DQNAgent, cfg: Config, stop: StopFlag, tensorboard=None) -> dic
     Returns the history and the snapshot to save (see Checks for when training stops).
     """
     checks, log = Checks(cfg, agent.env.spec), TrainingLog(cfg, tensorboard)
-    stop_reason, start = "max_steps", time.perf_counter()
+    stop_reason, start, replays = "max_steps", time.perf_counter(), 0
+    CLOCK.switch("collect")
     state, _ = agent.env.reset(seed=cfg.seed)
     for step in range(1, cfg.max_steps + 1):
         action = agent.get_action(state)
@@ -861,9 +1045,11 @@ def train(agent: DQNAgent, cfg: Config, stop: StopFlag, tensorboard=None) -> dic
 
         replaying = len(agent.memory) >= cfg.min_observations
         if replaying and step % cfg.train_every == 0:
-            loss = agent.experience_replay()
+            with CLOCK.phase("compile" if replays == 0 else None):
+                loss = agent.experience_replay()
+            replays += 1
             if not log.loss(step, loss):
-                stop_reason = "non_finite_loss"
+                stop_reason = "diverged"
                 break
         if step % cfg.target_update_every == 0:
             agent.update_target_network()
@@ -872,6 +1058,7 @@ def train(agent: DQNAgent, cfg: Config, stop: StopFlag, tensorboard=None) -> dic
             state, _ = agent.env.reset()
         if replaying and step % cfg.eval_every == 0:
             log.evaluation(step, checks.evaluate(step, agent))
+        CLOCK.switch("polish" if checks.solved else "learn" if replays else "collect")
 
         log.progress(step, agent.epsilon)
         if checks.finished(step):
@@ -879,6 +1066,7 @@ def train(agent: DQNAgent, cfg: Config, stop: StopFlag, tensorboard=None) -> dic
         if stop.requested:
             stop_reason = "interrupted"
             break
+    CLOCK.switch("after_training")
     return checks.result(step, stop_reason, agent.weights) | {
         "episodes": log.episodes,
         "train_seconds": time.perf_counter() - start,
@@ -891,19 +1079,25 @@ class Checks:
 
     Until solved, an evaluation plays --eval-episodes episodes; one that reaches the env's
     reward threshold is checked on --confirm-episodes more, and passing that check is "solved".
-    Training then goes on for up to --polish-steps steps, every evaluation now a check on the
-    same --confirm-episodes episodes, and the snapshot that does best on them is kept: the first
-    snapshot to pass can sit just above the threshold, and DQN's Q-network keeps changing, so a
-    better one often comes along within a few thousand steps. A perfect check (every episode
-    lasting the time limit) ends training at once.
+    Training then goes on ("polishing"), and every evaluation is a check on those same
+    --confirm-episodes episodes. A snapshot that matches or beats the best check so far is
+    then scored on as many other episodes, which no check chose on ("certified"), and the kept
+    snapshot is the one that certifies best. (Kept for its best check alone, a snapshot is the
+    luckiest of many noisy scores on the same episodes, and does worse on others.) Polishing
+    ends at a perfect certification (where the env has a known highest return: CartPole's
+    500), after --polish-patience checks in a row that keep nothing new, or after
+    --polish-steps steps.
     """
 
     def __init__(self, cfg: Config, spec):
         self.cfg = cfg
         self.threshold = spec.reward_threshold
-        self.perfect = spec.max_episode_steps  # the best return when rewards are at most 1
+        self.perfect = PERFECT_RETURN.get(cfg.env)
         self.evaluations: list[tuple] = []  # (env step, score)
-        self.best = {"score": -math.inf, "weights": None, "step": 0}
+        self.certifications: list[tuple] = []  # (env step, check score, certified score)
+        self.best = {"score": -math.inf, "check": None, "weights": None, "step": 0}
+        self.best_check = -math.inf  # the best polishing check so far
+        self.stale = 0  # polishing checks in a row that kept nothing new
         self.steps_to_solve = self.seconds_to_solve = self.solve_check = None
 
     @property
@@ -914,54 +1108,88 @@ class Checks:
         """Score the agent's current weights; keep them if they are the best so far."""
         cfg, weights = self.cfg, agent.weights
         if self.solved:
-            score = self.score(weights, cfg.confirm_episodes, CONFIRM_SEED)
-            if score > self.best["score"]:
-                self.best = {"score": score, "weights": weights, "step": step}
-                print(f"step {step}: {cfg.confirm_episodes}-episode check {score:.1f}, best")
+            with CLOCK.phase("polish_checks"):
+                # A check that cannot reach the best one is of no use: stop it early.
+                score = self.score(weights, cfg.confirm_episodes, CONFIRM_SEED, self.best_check)
+                self.consider(step, weights, score)
         else:
-            score = self.score(weights, cfg.eval_episodes, EVAL_SEED)
+            with CLOCK.phase("evaluate"):
+                score = self.score(weights, cfg.eval_episodes, EVAL_SEED, self.threshold)
             if score > self.best["score"]:
-                self.best = {"score": score, "weights": weights, "step": step}
+                self.best = {"score": score, "check": score, "weights": weights, "step": step}
             if self.threshold is not None and score >= self.threshold:
-                score = self.confirm(step, agent)
+                with CLOCK.phase("confirm"):
+                    score = self.confirm(step, agent)
         self.evaluations.append((step, score))
         return score
 
     def confirm(self, step: int, agent: DQNAgent) -> float:
         """Check a passing evaluation on --confirm-episodes episodes; passing it is solved."""
         cfg = self.cfg
-        score = self.score(agent.weights, cfg.confirm_episodes, CONFIRM_SEED)
+        score = self.score(agent.weights, cfg.confirm_episodes, CONFIRM_SEED, self.threshold)
         print(f"step {step}: {cfg.confirm_episodes}-episode check {score:.1f}")
         if score >= self.threshold:
-            # From here on every score is a long check, so the best starts again.
-            self.best = {"score": score, "weights": agent.weights, "step": step}
             self.steps_to_solve, self.solve_check = step, score
             self.seconds_to_solve = time.perf_counter() - PROCESS_START
+            # From here on only certified snapshots are kept, so the best starts again.
+            self.best = {"score": -math.inf, "check": None, "weights": None, "step": 0}
+            self.consider(step, agent.weights, score)
             agent.scale_learning_rate(cfg.polish_lr_factor)
-            print(f"solved at step {step}; training up to {cfg.polish_steps} more")
+            print(f"solved at step {step}; polishing for up to {cfg.polish_steps} more")
         return score
 
-    def score(self, weights, episodes: int, seed: int) -> float:
-        return float(evaluate(weights, self.cfg.env, episodes, seed, self.threshold).mean())
+    def consider(self, step: int, weights, check: float) -> None:
+        """Certify a snapshot whose check matches or beats the best; keep it if it certifies
+        better than the kept one."""
+        self.stale += 1
+        if check < self.best_check:
+            return
+        self.best_check = check
+        kept = self.best["score"]
+        certified = self.score(
+            weights, self.cfg.confirm_episodes, CERTIFY_SEED, kept if kept > -math.inf else None
+        )
+        self.certifications.append((step, check, certified))
+        if certified > kept:
+            self.best = {"score": certified, "check": check, "weights": weights, "step": step}
+            self.stale = 0
+            print(f"step {step}: check {check:.1f}, certified on other episodes {certified:.1f}")
+
+    def score(self, weights, episodes: int, seed: int, pass_mark=None) -> float:
+        """The mean greedy return; a lower bound below `pass_mark` (the check was cut short)."""
+        return float(evaluate(weights, self.cfg.env, episodes, seed, pass_mark).mean())
 
     def finished(self, step: int) -> bool:
-        """Solved, and polished to the end or perfect."""
-        return self.solved and (
-            step >= self.steps_to_solve + self.cfg.polish_steps
-            or self.best["score"] >= self.perfect
-        )
+        return self.polish_end(step) is not None
+
+    def polish_end(self, step: int) -> str | None:
+        """Why polishing is over, or None while it goes on (or before the solve)."""
+        if not self.solved:
+            return None
+        if self.perfect is not None and self.best["score"] >= self.perfect:
+            return "perfect"
+        if self.cfg.polish_patience and self.stale >= self.cfg.polish_patience:
+            return "patience"
+        if step >= self.steps_to_solve + self.cfg.polish_steps:
+            return "polish_steps"
+        return None
 
     def result(self, step: int, stop_reason: str, latest_weights) -> dict:
         best = self.best
-        if not self.evaluations:  # stopped before the first evaluation: keep the latest weights
-            best = {"score": math.nan, "weights": latest_weights, "step": step}
+        if best["weights"] is None:  # stopped before any evaluation
+            # Keep the latest weights, unless training diverged: then there is no snapshot
+            # that was ever checked, and no model is better than an unchecked one.
+            weights = None if stop_reason == "diverged" else latest_weights
+            best = {"score": math.nan, "check": None, "weights": weights, "step": step}
+        polish_end = self.polish_end(step) or (stop_reason if self.solved else None)
         if self.solved and stop_reason == "max_steps":
-            stop_reason = "solved"  # polished to the end, a perfect check, or out of steps
+            stop_reason = "solved"  # polished to the end, or out of steps
         polish = (
             time.perf_counter() - PROCESS_START - self.seconds_to_solve if self.solved else None
         )
         return {
             "stop_reason": stop_reason,
+            "polish_end": polish_end,  # perfect, patience, polish_steps, max_steps, ...
             "steps": step,
             "steps_to_solve": self.steps_to_solve,
             "seconds_to_solve": self.seconds_to_solve,
@@ -969,6 +1197,7 @@ class Checks:
             "polish_seconds": polish,  # training after the solve, its checks included
             "best": best,
             "evaluations": self.evaluations,
+            "certifications": self.certifications,
             "threshold": self.threshold,
         }
 
@@ -992,9 +1221,12 @@ class TrainingLog:
             self.tensorboard.episode(self.episodes, step)
 
     def loss(self, step: int, loss: float) -> bool:
-        """Log a replay's loss; False (and a line saying so) if it is not a finite number."""
+        """Log a replay's loss; False (and a line saying so) if training diverged (NaN)."""
         if not math.isfinite(loss):
-            print(f"step {step}: the loss is {loss}; stopping (try a lower --learning-rate)")
+            print(
+                f"step {step}: training diverged (the loss or a weight is no longer a finite "
+                "number); stopping (try a lower --learning-rate)"
+            )
             return False
         if self.tensorboard:
             self.tensorboard.scalar("train/loss", loss, step)
@@ -1066,18 +1298,24 @@ class TensorBoardLog:
 # Entry points
 # ---------------------------------------------------------------------------------------------
 
-KEPT_ON_FAILURE = ("model.keras", "summary.json", "episodes.csv")  # written elsewhere if need be
+KEPT_ON_FAILURE = ("model.keras", "episodes.csv", "summary.json")  # written elsewhere if need be
 
 
 def run_training(cfg: Config) -> int:
     """Train, then score the kept snapshot on unseen episodes, record it and write the outputs."""
     results = Path(cfg.results_dir)
     print(f"Training a DQN on {cfg.env} (seed {cfg.seed}); outputs go to {results}/", flush=True)
-    setup_tensorflow(cfg.seed)
-    agent = DQNAgent(cfg)
+    facts = run_facts()  # before anything is written, so that the commit's state is the run's
+    with CLOCK.phase("import_tensorflow"):
+        if cfg.xla_cache and not cfg.no_xla:
+            use_xla_cache(xla_cache_folder())
+        setup_tensorflow(cfg.seed)
+    with CLOCK.phase("build_agent"):
+        agent = DQNAgent(cfg)
     if not cfg.no_gifs:
-        frames, score, fps = record_episode(agent.weights, cfg.env, GIF_SEED)
-        save_gif(results / "before.gif", frames, fps)
+        with CLOCK.phase("before_gif"):
+            frames, score, fps = record_episode(agent.weights, cfg.env, GIF_SEED)
+            save_gif(results / "before.gif", frames, fps)
         print(f"untrained agent: return {score:.0f}")
 
     tensorboard = TensorBoardLog(results / "tensorboard") if cfg.tensorboard else None
@@ -1085,9 +1323,10 @@ def run_training(cfg: Config) -> int:
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         run = train(agent, cfg, stop, tensorboard)
-        agent.q_network.set_weights(run["best"]["weights"])
-        summary, gif = final_check(cfg, run)
-        outputs = training_outputs(agent, run, summary, gif)
+        if run["best"]["weights"] is not None:
+            agent.q_network.set_weights(run["best"]["weights"])
+        final, gif = final_check(cfg, run)
+        outputs = training_outputs(agent, run, final, gif, facts)
         write_outputs(results, outputs, keep=KEPT_ON_FAILURE)
     finally:
         if tensorboard:
@@ -1097,7 +1336,7 @@ def run_training(cfg: Config) -> int:
     print(f"{verdict(run)}; {time.perf_counter() - PROCESS_START:.1f} s in all")
     if run["stop_reason"] == "interrupted":
         return 128 + stop.signal
-    return 1 if run["stop_reason"] == "non_finite_loss" else 0
+    return 1 if run["stop_reason"] == "diverged" else 0
 
 
 def verdict(run: dict) -> str:
@@ -1108,50 +1347,110 @@ def verdict(run: dict) -> str:
 def final_check(cfg: Config, run: dict):
     """Score the kept snapshot on --confirm-episodes unseen episodes and record its GIF."""
     best = run["best"]
-    final = evaluate(best["weights"], cfg.env, cfg.confirm_episodes, FINAL_SEED)
+    if best["weights"] is None:
+        print("no model saved: training diverged before any snapshot was checked")
+        return None, None
+    with CLOCK.phase("final_evaluation"):
+        final = evaluate(best["weights"], cfg.env, cfg.confirm_episodes, FINAL_SEED)
     print(
         f"saved snapshot (step {best['step']}): {cfg.confirm_episodes} greedy episodes on "
         f"unseen seeds: mean {final.mean():.1f}, std {final.std():.1f}, min {final.min():.0f}"
     )
+    if run["stop_reason"] == "diverged":
+        print(f"training diverged; the model saved is the snapshot of step {best['step']}")
     gif = None
     if not cfg.no_gifs and run["stop_reason"] != "interrupted":
-        gif = record_episode(best["weights"], cfg.env, GIF_SEED)
+        with CLOCK.phase("after_gif"):
+            gif = record_episode(best["weights"], cfg.env, GIF_SEED)
         print(f"trained agent: return {gif[1]:.0f} (the episode from seed {GIF_SEED})")
-    return summarize(cfg, run, final, gif), gif
+    return final, gif
 
 
-def summarize(cfg: Config, run: dict, final: np.ndarray, gif) -> dict:
+def run_facts() -> dict:
+    """When, where and from which commit a run was made, so that a results folder names itself.
+    The commit is None outside a git checkout; `dirty` says the script differed from it."""
+    import datetime
+    import platform
+    import subprocess
+
+    facts = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "cpu": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "commit": None,
+        "dirty": None,
+    }
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as cpuinfo:
+            names = [
+                line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")
+            ]
+        facts["cpu"] = names[0] if names else facts["cpu"]
+    here = str(Path(__file__).resolve().parent)
+    git = ["git", "-C", here]
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        head = subprocess.run(
+            [*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        if head.returncode == 0:
+            facts["commit"] = head.stdout.strip()
+            status = [
+                *git,
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                Path(__file__).name,
+            ]
+            changed = subprocess.run(status, capture_output=True, text=True, timeout=5)
+            facts["dirty"] = bool(changed.stdout.strip())
+    return facts
+
+
+def summarize(cfg: Config, run: dict, final: np.ndarray | None, gif, facts: dict) -> dict:
     """summary.json: the run's outcome, its timings, every evaluation and the settings."""
     import gymnasium
     import keras
     import tensorflow as tf
 
     best = run["best"]
+    final_eval = None
+    if final is not None:
+        final_eval = {
+            "episodes": len(final),
+            "first_reset_seed": FINAL_SEED,
+            "mean": float(final.mean()),
+            "std": float(final.std()),
+            "min": float(final.min()),
+        }
     return {
         "env": cfg.env,
         "seed": cfg.seed,
         "solved": run["steps_to_solve"] is not None,
         "stop_reason": run["stop_reason"],
         "interrupted": run["stop_reason"] == "interrupted",
+        "model_saved": best["weights"] is not None,
         "steps_to_solve": run["steps_to_solve"],
         "seconds_to_solve": run["seconds_to_solve"],
         "solve_check_mean": run["solve_check"],
+        "polish_end": run["polish_end"],
         "steps": run["steps"],
         "episodes": len(run["episodes"]),
         "saved_snapshot_step": best["step"],
-        "saved_snapshot_check_mean": float(best["score"]) if run["evaluations"] else None,
+        "saved_snapshot_check_mean": best["check"],  # on the check episodes it was chosen on
+        "saved_snapshot_certified_mean": best["score"] if run["steps_to_solve"] else None,
         "polish_seconds": run["polish_seconds"],
-        "final_eval": {
-            "episodes": cfg.confirm_episodes,
-            "first_reset_seed": FINAL_SEED,
-            "mean": float(final.mean()),
-            "std": float(final.std()),
-            "min": float(final.min()),
-        },
+        "final_eval": final_eval,
         "gif_return": gif[1] if gif else None,
         "train_seconds": run["train_seconds"],
-        "total_seconds": time.perf_counter() - PROCESS_START,  # before the outputs are written
+        "total_seconds": time.perf_counter() - PROCESS_START,  # up to this file's writing
+        # Wall seconds per phase, each second charged to one phase, from just after the
+        # interpreter and NumPy started; "write_summary" is this file, not yet written.
+        "phase_seconds": {name: round(t, 4) for name, t in CLOCK.seconds.items()},
         "evaluations": run["evaluations"],
+        "certifications": run["certifications"],  # (step, check, certified): lower bounds
+        "run": facts,
         "versions": {
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
@@ -1162,25 +1461,21 @@ def summarize(cfg: Config, run: dict, final: np.ndarray, gif) -> dict:
     }
 
 
-def training_outputs(agent: DQNAgent, run: dict, summary: dict, gif) -> dict:
-    """What to write, in order: the model first, since it is what the run was for."""
+def training_outputs(agent: DQNAgent, run: dict, final, gif, facts: dict) -> dict:
+    """What to write, in order: the model first, since it is what the run was for, and
+    summary.json last, so that it can say how long writing the others took."""
     cfg = agent.cfg
     title = f"DQN on {cfg.env}, seed {cfg.seed}: {verdict(run)}"
-    outputs = {
-        "model.keras": lambda path: save_model(path, agent.q_network),
-        "summary.json": lambda path: save_json(path, summary),
-        "episodes.csv": lambda path: save_episodes_csv(path, run["episodes"]),
-        "rewards.png": lambda path: plot_rewards(
-            path,
-            run["episodes"],
-            run["evaluations"],
-            run["threshold"],
-            title,
-            run["steps_to_solve"],
-        ),
-    }
+    outputs = {}
+    if run["best"]["weights"] is not None:
+        outputs["model.keras"] = lambda path: save_model(path, agent.q_network)
+    outputs["episodes.csv"] = lambda path: save_episodes_csv(path, run["episodes"])
+    outputs["rewards.png"] = lambda path: plot_rewards(
+        path, run["episodes"], run["evaluations"], run["threshold"], title, run["steps_to_solve"]
+    )
     if gif:
         outputs["after.gif"] = lambda path: save_gif(path, gif[0], gif[2])
+    outputs["summary.json"] = lambda path: save_json(path, summarize(cfg, run, final, gif, facts))
     return outputs
 
 
@@ -1189,15 +1484,17 @@ def write_outputs(folder: Path, outputs: dict, keep: tuple) -> None:
     `keep` to a new temporary folder instead, and raise a WriteError that names both."""
     for name, write in outputs.items():
         try:
-            write(folder / name)
+            with CLOCK.phase("write_" + name.split(".")[0]):
+                write(folder / name)
         except WriteError as exc:
             fallback = Path(tempfile.mkdtemp(prefix="dqn_cartpole-"))
+            kept = [name for name in keep if name in outputs]
             try:
-                for kept in keep:
-                    outputs[kept](fallback / kept)
+                for name in kept:
+                    outputs[name](fallback / name)
             except WriteError as again:
                 raise WriteError(f"{exc}; and the fallback failed too: {again}") from None
-            raise WriteError(f"{exc}; {', '.join(keep)} are saved in {fallback}/") from None
+            raise WriteError(f"{exc}; {', '.join(kept)} are saved in {fallback}/") from None
 
 
 def run_watch(cfg: Config) -> int:
@@ -1213,7 +1510,7 @@ def run_watch(cfg: Config) -> int:
             f"--watch {cfg.watch!r}: cannot load it as a Keras model: {reason}"
         ) from None
     weights = model.get_weights()
-    returns = evaluate(weights, cfg.env, cfg.episodes, FINAL_SEED)
+    returns = evaluate(weights, cfg.env, cfg.episodes, cfg.watch_seed)
     print(
         f"{cfg.episodes} greedy episodes of {cfg.watch}: mean {returns.mean():.1f}, "
         f"std {returns.std():.1f}, min {returns.min():.0f}"
@@ -1226,7 +1523,9 @@ def run_watch(cfg: Config) -> int:
 
 
 def main(argv=None) -> int:
+    CLOCK.reset()
     cfg = parse_args(argv)
+    CLOCK.switch("validate")
     try:
         validate(cfg)
         if cfg.watch and cfg.no_gifs:  # nothing to write

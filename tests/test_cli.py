@@ -9,7 +9,6 @@ import sys
 import time
 import zipfile
 
-import numpy as np
 import pytest
 from conftest import ROOT, SCRIPT, run_script
 
@@ -47,7 +46,11 @@ BAD_INPUTS = [
     (["--env", "Pendulum-v1"], "has no discrete actions"),
     (["--watch", "missing/model.keras"], "no such file"),
     (["--seed", str(2**32)], "--seed must be <= 4,294,967,295"),
-    (["--memory-size", str(10**19)], "--memory-size must be <= 10,000,000"),
+    (["--memory-size", str(10**19)], "GiB of rows for CartPole-v1; at most 4 GiB"),
+    (["--memory-size", "100000000"], "--memory-size 100,000,000: 4.5 GiB of rows"),
+    (["--env", "LunarLander-v3", "--memory-size", "60000000"], "4.5 GiB of rows for LunarLander"),
+    (["--polish-patience", "-1"], "--polish-patience must be >= 0"),
+    (["--watch-seed", "-1"], "--watch-seed must be >= 0"),
     (["--batch-size", "5000", "--memory-size", "10000"], "--batch-size must be <= 4,096"),
     (["--gradient-steps", "1000"], "--gradient-steps must be <= 256"),
     (["--confirm-episodes", "100000"], "--confirm-episodes must be <= 10,000"),
@@ -92,6 +95,16 @@ def test_results_dir_under_a_file_is_refused_up_front(tmp_path):
     assert result.returncode == 2
     assert "Not a directory" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("flag", ["--results-dir", "--watch"])
+def test_a_path_whose_name_the_os_refuses_is_one_line_exit_2(tmp_path, flag):
+    too_long = tmp_path / ("x" * 300) / "results"  # a name of 300 bytes: the limit is 255
+    result = run_script(flag, too_long, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "File name too long" in lines[0], result.stderr
+    assert list(tmp_path.iterdir()) == [] and not (ROOT / "results" / "watch.gif").exists()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write to a read-only folder")
@@ -203,20 +216,28 @@ def test_after_gif_shows_the_fixed_seed_episode_in_real_time_and_is_small(defaul
     assert before_ms < 200 * 20  # the untrained network drops the pole quickly
 
 
-def test_default_run_saves_the_best_check_after_solving_and_stops_as_it_should(default_run):
+def test_default_run_saves_the_best_certified_snapshot_and_stops_as_it_should(default_run):
     out, result = default_run
     summary = json.loads((out / "summary.json").read_text())
     solved_at, polish = summary["steps_to_solve"], summary["config"]["polish_steps"]
-    # From the solve on, every evaluation is the same 100-episode check: the saved snapshot is
-    # the first one with the best of those scores.
+    # From the solve on, every evaluation is the same 100-episode check, and each check that
+    # matches or beats the best before it is certified on other episodes.
     checks = [(step, score) for step, score in summary["evaluations"] if step >= solved_at]
     assert checks[0] == (solved_at, summary["solve_check_mean"])
-    best = max(score for _, score in checks)
-    first_best = next(step for step, score in checks if score == best)
-    assert summary["saved_snapshot_step"] == first_best
-    assert summary["saved_snapshot_check_mean"] == best
-    # It stops at a perfect check, or when the polishing steps are used up, not before.
-    assert summary["steps"] == (first_best if best == 500 else solved_at + polish)
+    best_so_far, candidates = -1.0, []
+    for step, score in checks:
+        if score >= best_so_far:
+            best_so_far = score
+            candidates.append((step, score))
+    certified = summary["certifications"]
+    assert [(step, check) for step, check, _ in certified] == candidates
+    # The saved snapshot is the first that certified best; a perfect one ends the run.
+    top = max(score for _, _, score in certified)
+    step, check, score = next(c for c in certified if c[2] == top)
+    assert summary["saved_snapshot_step"] == step and summary["saved_snapshot_check_mean"] == check
+    assert summary["saved_snapshot_certified_mean"] == score
+    assert summary["steps"] == (step if score == 500 else solved_at + polish)
+    assert summary["polish_end"] == ("perfect" if score == 500 else "polish_steps")
     assert f"solved at step {solved_at}" in result.stdout
 
 
@@ -281,6 +302,34 @@ def test_watch_refuses_a_damaged_keras_file(default_run, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def flip_a_byte_of(archive: zipfile.ZipFile, name: str, path) -> None:
+    """Flip one byte in the middle of a member's stored data, so that its CRC no longer holds."""
+    info = archive.getinfo(name)
+    data = bytearray(path.read_bytes())
+    # The local header is 30 bytes, then the file name and the extra field, then the data.
+    name_length = int.from_bytes(data[info.header_offset + 26 : info.header_offset + 28], "little")
+    extra_length = int.from_bytes(data[info.header_offset + 28 : info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_length + extra_length
+    data[start + info.compress_size // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("member", ["config.json", "model.weights.h5"])
+def test_watch_refuses_an_archive_whose_crc_fails(default_run, tmp_path, member):
+    out, _ = default_run
+    damaged = tmp_path / "damaged.keras"
+    damaged.write_bytes((out / "model.keras").read_bytes())
+    with zipfile.ZipFile(damaged) as archive:
+        flip_a_byte_of(archive, member, damaged)
+    with zipfile.ZipFile(damaged) as archive:
+        assert archive.testzip() == member  # the damage is what the test says it is
+    result = run_script("--watch", damaged, "--results-dir", tmp_path / "out", timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"--watch {str(damaged)!r}" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
 # ---- Ctrl-C, determinism, divergence, TensorBoard ------------------------------------------
 
 
@@ -338,16 +387,20 @@ def test_same_seed_gives_the_same_run(tmp_path):
     assert (tmp_path / "c" / "episodes.csv").read_text() != a
 
 
-def test_non_finite_loss_stops_training_and_keeps_the_best_snapshot(tmp_path):
+def test_a_run_that_diverges_before_any_check_saves_no_model(tmp_path):
+    # At this learning rate the first replay (step 1,008) breaks the weights, and the first
+    # evaluation would only come at step 1,250: there is no checked snapshot to keep.
     out = tmp_path / "out"
     result = run_script(
-        "--learning-rate", "1e30", "--max-steps", "20000", "--no-gifs", "--results-dir", out
+        "--learning-rate", "1e30", "--max-steps", "3000", "--no-gifs", "--results-dir", out
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "the loss is" in result.stdout and "Traceback" not in result.stderr
+    assert "training diverged" in result.stdout and "Traceback" not in result.stderr
+    assert "no model saved" in result.stdout
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["stop_reason"] == "non_finite_loss" and summary["solved"] is False
-    assert (out / "model.keras").exists() and np.isfinite(summary["final_eval"]["mean"])
+    assert summary["stop_reason"] == "diverged" and summary["solved"] is False
+    assert summary["steps"] == 1008 and summary["model_saved"] is False
+    assert not (out / "model.keras").exists() and summary["final_eval"] is None
 
 
 def test_tensorboard_writes_event_files(tmp_path):

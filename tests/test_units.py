@@ -427,14 +427,21 @@ def test_loss_flag_chooses_the_replay_loss(tensorflow_ready, loss, expected):
 # ---- After solving: keep training and keep the best snapshot --------------------------------
 
 
-def scripted_evaluate(monkeypatch, short, long):
-    """Replace evaluate(): short checks return `short`, long ones the next of `long`."""
-    long = iter(long)
+def scripted_evaluate(monkeypatch, short, checks, certified=()):
+    """Replace evaluate(): short evaluations score `short`, the 100-episode checks the next of
+    `checks`, and certifications the next of `certified` (then 0)."""
+    checks, certified = iter(checks), iter(certified)
     calls = []
 
     def fake(weights, env_id, episodes, seed, pass_mark=None):
-        score = short if episodes == 10 else next(long)
-        calls.append((episodes, score))
+        if seed == dqn.EVAL_SEED:
+            score = short
+        elif seed == dqn.CONFIRM_SEED:
+            score = next(checks)
+        else:
+            assert seed == dqn.CERTIFY_SEED
+            score = next(certified, 0.0)
+        calls.append((seed, score))
         return np.full(episodes, float(score))
 
     monkeypatch.setattr(dqn, "evaluate", fake)
@@ -445,35 +452,67 @@ def polish_config(**overrides):
     return small_config(**{"eval_every": 100, "max_steps": 5_000, "polish_steps": 400, **overrides})
 
 
-def test_after_solving_training_goes_on_and_keeps_the_best_long_check(
+def test_after_solving_checks_that_match_the_best_are_certified_and_the_best_certified_kept(
     tensorflow_ready, monkeypatch
 ):
-    # First long check 476 solves (step 100); then 490, 470, 495, 480 at steps 200-500.
-    scripted_evaluate(monkeypatch, short=480, long=[476, 490, 470, 495, 480])
+    # Checks at steps 100-500: 476 solves; 490 and 495 beat the best check and are certified;
+    # 470 and 480 are not. The 495 snapshot certifies worse (478) than the 490 one (483), so
+    # the 490 one is kept: its check was its luck, the certification says how good it is.
+    calls = scripted_evaluate(
+        monkeypatch, short=480, checks=[476, 490, 470, 495, 480], certified=[471, 483, 478]
+    )
     agent = dqn.DQNAgent(polish_config())
     run = dqn.train(agent, agent.cfg, dqn.StopFlag())
     assert run["steps_to_solve"] == 100 and run["solve_check"] == 476
     assert run["steps"] == 500 and run["stop_reason"] == "solved"  # 400 steps after solving
-    assert run["best"]["step"] == 400 and run["best"]["score"] == 495
+    assert run["polish_end"] == "polish_steps"
+    assert run["certifications"] == [(100, 476, 471), (200, 490, 483), (400, 495, 478)]
+    assert run["best"]["step"] == 200 and run["best"]["score"] == 483
+    assert run["best"]["check"] == 490
+    assert [seed for seed, _ in calls].count(dqn.CERTIFY_SEED) == 3
 
 
-def test_a_perfect_check_ends_training_at_once(tensorflow_ready, monkeypatch):
-    calls = scripted_evaluate(monkeypatch, short=480, long=[476, 500.0, 499])
+def test_a_perfect_certification_ends_training_at_once(tensorflow_ready, monkeypatch):
+    calls = scripted_evaluate(
+        monkeypatch, short=480, checks=[476, 500.0, 500.0, 499], certified=[480, 499.5, 500.0]
+    )
     agent = dqn.DQNAgent(polish_config())
     run = dqn.train(agent, agent.cfg, dqn.StopFlag())
-    assert run["steps"] == 200 and run["best"]["step"] == 200 and run["best"]["score"] == 500
-    assert calls[-1] == (100, 500.0)
+    # Step 200's perfect check certified at 499.5: not perfect, so training went on.
+    assert run["steps"] == 300 and run["best"]["step"] == 300 and run["best"]["score"] == 500
+    assert run["polish_end"] == "perfect" and calls[-1] == (dqn.CERTIFY_SEED, 500.0)
+
+
+def test_polish_patience_ends_polishing_after_checks_that_keep_nothing(
+    tensorflow_ready, monkeypatch
+):
+    # The solve at step 100 keeps a snapshot; the checks at 200 and 300 keep nothing (one is
+    # below the best check, one certifies worse): two in a row, so patience 2 ends it at 300.
+    scripted_evaluate(monkeypatch, short=-50, checks=[-90, -95, -80, -70], certified=[-85, -86])
+    agent = dqn.DQNAgent(polish_config(env="Acrobot-v1", polish_patience=2))
+    run = dqn.train(agent, agent.cfg, dqn.StopFlag())
+    assert run["steps_to_solve"] == 100 and run["steps"] == 300
+    assert run["polish_end"] == "patience" and run["best"]["step"] == 100
+
+
+def test_without_a_known_highest_return_no_check_is_perfect(tensorflow_ready, monkeypatch):
+    # An Acrobot return of 0 would be unbeatable, but nothing says 0 can be reached; only
+    # CartPole has a known highest return, so here polishing runs its whole budget.
+    scripted_evaluate(monkeypatch, short=-50, checks=[-60] + [0.0] * 10, certified=[-60, 0.0])
+    agent = dqn.DQNAgent(polish_config(env="Acrobot-v1"))
+    run = dqn.train(agent, agent.cfg, dqn.StopFlag())
+    assert run["steps"] == 500 and run["polish_end"] == "polish_steps"
 
 
 def test_polish_steps_zero_stops_at_the_first_solve(tensorflow_ready, monkeypatch):
-    scripted_evaluate(monkeypatch, short=480, long=[476, 500])
+    scripted_evaluate(monkeypatch, short=480, checks=[476, 500], certified=[480])
     agent = dqn.DQNAgent(polish_config(polish_steps=0))
     run = dqn.train(agent, agent.cfg, dqn.StopFlag())
     assert run["steps"] == run["steps_to_solve"] == run["best"]["step"] == 100
 
 
 def test_a_failed_long_check_is_not_a_solve(tensorflow_ready, monkeypatch):
-    scripted_evaluate(monkeypatch, short=480, long=[474] * 100)
+    scripted_evaluate(monkeypatch, short=480, checks=[474] * 100)
     agent = dqn.DQNAgent(polish_config(max_steps=1_000))
     run = dqn.train(agent, agent.cfg, dqn.StopFlag())
     assert run["steps_to_solve"] is None and run["stop_reason"] == "max_steps"
@@ -481,7 +520,7 @@ def test_a_failed_long_check_is_not_a_solve(tensorflow_ready, monkeypatch):
 
 
 def test_polish_lr_factor_scales_the_learning_rate_once_solved(tensorflow_ready, monkeypatch):
-    scripted_evaluate(monkeypatch, short=480, long=[476, 480, 490, 470, 480])
+    scripted_evaluate(monkeypatch, short=480, checks=[476, 480, 490, 470, 480], certified=[476])
     agent = dqn.DQNAgent(polish_config(learning_rate=1e-3, polish_lr_factor=0.1))
     run = dqn.train(agent, agent.cfg, dqn.StopFlag())
     assert run["steps_to_solve"] == 100
