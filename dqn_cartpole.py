@@ -848,12 +848,13 @@ class DQNAgent:
 def evaluate(weights, env_id: str, episodes: int, seed: int, pass_mark=None) -> np.ndarray:
     """Greedy returns of `episodes` episodes, run side by side in one vector env.
 
-    With `pass_mark`, stop as soon as the mean can no longer reach it, counting at most a reward
-    of 1 per remaining step as in CartPole (unfinished episodes keep what they scored so far):
-    a failing check then costs a few steps instead of up to 500.
+    With `pass_mark`, and where STEP_REWARD_BOUND knows the most a step of `env_id` can pay,
+    stop as soon as the mean can no longer reach the pass mark (unfinished episodes keep what
+    they scored so far, a lower bound): a failing check then costs a few steps, not hundreds.
     """
     import gymnasium as gym
 
+    bound = STEP_REWARD_BOUND.get(env_id) if pass_mark is not None else None
     envs = gym.make_vec(env_id, num_envs=episodes)  # CartPole has a NumPy-vectorised version
     limit = envs.spec.max_episode_steps
     try:
@@ -868,9 +869,8 @@ def evaluate(weights, env_id: str, episodes: int, seed: int, pass_mark=None) -> 
             running &= ~(terminated | truncated)
             if not running.any():
                 break
-            if pass_mark is not None and returns.sum() + running.sum() * (limit - t) < (
-                pass_mark * episodes
-            ):
+            best_to_come = running.sum() * bound * (limit - t) if bound is not None else 0.0
+            if bound is not None and returns.sum() + best_to_come < pass_mark * episodes:
                 break
         return returns
     finally:
@@ -1512,7 +1512,8 @@ def run_watch(cfg: Config) -> int:
     weights = model.get_weights()
     returns = evaluate(weights, cfg.env, cfg.episodes, cfg.watch_seed)
     print(
-        f"{cfg.episodes} greedy episodes of {cfg.watch}: mean {returns.mean():.1f}, "
+        f"{cfg.episodes} greedy episodes of {cfg.watch} (reset seeds {cfg.watch_seed}-"
+        f"{cfg.watch_seed + cfg.episodes - 1}): mean {returns.mean():.1f}, "
         f"std {returns.std():.1f}, min {returns.min():.0f}"
     )
     if not cfg.no_gifs:

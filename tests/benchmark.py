@@ -29,10 +29,36 @@ from pinned import ONE_THREAD, pinned, run_pinned
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Phases of summary.json's phase_seconds, grouped into the table's columns.
+PHASE_COLUMNS = {
+    "start": ("startup", "validate"),
+    "import TF": ("import_tensorflow",),
+    "build": ("build_agent",),
+    "collect": ("collect",),
+    "compile": ("compile",),
+    "learn": ("learn",),
+    "eval 10": ("evaluate",),
+    "check 100": ("confirm",),
+    "polish": ("polish",),
+    "polish checks": ("polish_checks",),
+    "final eval": ("final_evaluation",),
+    "write": ("write_model", "write_episodes", "write_rewards", "write_summary"),
+}
+
+
 def run_seed(seed: int, core: int, folder: Path) -> dict:
     run = run_pinned(seed, core, folder)
     summary = run["summary"]
+    phases = summary["phase_seconds"]
+    grouped = {
+        column: sum(phases.get(name, 0.0) for name in names)
+        for column, names in PHASE_COLUMNS.items()
+    }
+    # The interpreter's own start (and NumPy's import) comes before the script's clock starts,
+    # and the summary's writing and the exit after it stops: what the whole process took more.
+    grouped["outside"] = run["seconds"] - summary["total_seconds"]
     return {
+        "phases": grouped,
         "seed": seed,
         "solved": summary["solved"],
         "steps": summary["steps_to_solve"] or summary["steps"],
@@ -106,6 +132,137 @@ def micro_benchmark(core: int, hidden: str) -> None:
     )
 
 
+def phase_table(rows: list[dict]) -> None:
+    """Seconds per phase of each run, and the median of each column."""
+    columns = [*PHASE_COLUMNS, "outside"]
+    widths = [max(len(c), 6) for c in columns]
+    print("\nWhere each run's seconds went (summary.json's phase_seconds; 'outside': before the")
+    print("script's clock starts and after summary.json, from the whole-process time):")
+    print(f"{'seed':>6} " + " ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)))
+    for row in rows:
+        cells = [f"{row['phases'][c]:>{w}.2f}" for c, w in zip(columns, widths, strict=True)]
+        print(f"{row['seed']:>6} " + " ".join(cells))
+    medians = [statistics.median(r["phases"][c] for r in rows) for c in columns]
+    cells = [f"{m:>{w}.2f}" for m, w in zip(medians, widths, strict=True)]
+    print(f"{'median':>6} " + " ".join(cells))
+
+
+def paired(commands: dict, core: int, repeats: int, env_for=None) -> dict:
+    """Whole-process seconds of each command, run in turn (A B A B ...) on `core`, `repeats`
+    times; env_for(label) may give a run its own environment variables."""
+    times = {label: [] for label in commands}
+    for _ in range(repeats):
+        for label, command in commands.items():
+            extra = env_for(label) if env_for else {}
+            start = time.perf_counter()
+            subprocess.run(
+                pinned(command, core),
+                env={**os.environ, **ONE_THREAD, **extra},
+                stdout=subprocess.DEVNULL,
+                check=True,
+            )
+            times[label].append(time.perf_counter() - start)
+    return times
+
+
+def cache_benchmark(core: int, repeats: int = 5) -> None:
+    """A run's start with the XLA compile cache empty (a first run) and warm (every later
+    one): a short run whose one replay compiles, run in turn, pair by pair."""
+    with tempfile.TemporaryDirectory() as tmp:
+        script = [sys.executable, str(ROOT / "dqn_cartpole.py"), "--no-gifs", "--max-steps"]
+        args = ["1100", "--eval-every", "100000", "--results-dir", tmp]
+        warm = Path(tmp) / "warm-cache"
+        subprocess.run(  # fill the warm cache once
+            [*script, *args], env={**os.environ, "DQN_CARTPOLE_CACHE": str(warm)}, check=True,
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        counter = iter(range(10**6))
+
+        def env_for(label):
+            if label == "later run (cache warm)":
+                return {"DQN_CARTPOLE_CACHE": str(warm)}
+            return {"DQN_CARTPOLE_CACHE": str(Path(tmp) / f"empty-{next(counter)}")}
+
+        commands = {
+            "first run (cache empty)": [*script, *args],
+            "later run (cache warm)": [*script, *args],
+        }
+        times = paired(commands, core, repeats, env_for)
+    first, later = times.values()
+    ratios = [b / a for a, b in zip(first, later, strict=True)]
+    print("\nXLA compile cache: `--max-steps 1100 --no-gifs` (one replay, so one compile),")
+    print(f"whole process pinned to core {core}, run in turn, {repeats} pairs:")
+    for label, values in times.items():
+        print(f"  {label}: median {statistics.median(values):.2f} s "
+              f"({min(values):.2f}-{max(values):.2f})")  # fmt: skip
+    print(f"  later / first, pair by pair: median {statistics.median(ratios):.3f} "
+          f"({min(ratios):.3f}-{max(ratios):.3f})")  # fmt: skip
+
+
+def memory_child(capacity: int, steps: int) -> None:
+    """In this process: fill a memory of `capacity` rows with synthetic CartPole transitions,
+    train `steps` env steps with replay from the first step (no evaluations), and print the
+    steps per second and the peak resident memory as JSON."""
+    import json
+    import resource
+
+    sys.path.insert(0, str(ROOT))
+    import dqn_cartpole as dqn
+
+    dqn.setup_tensorflow(seed=0)
+    cfg = dqn.Config(
+        memory_size=capacity, min_observations=32, max_steps=steps, eval_every=10**9,
+        log_every=10**9, polish_steps=0,
+    )  # fmt: skip
+    agent = dqn.DQNAgent(cfg)
+    rng = np.random.default_rng(0)
+    chunk = 100_000  # written in pieces, so that the filling itself needs little extra memory
+    for start in range(0, capacity, chunk):
+        rows = agent.memory.rows[start : start + chunk]
+        rows[:] = rng.normal(size=rows.shape).astype(np.float32)
+        rows[:, 4] = rng.integers(2, size=len(rows))  # a valid action
+        rows[:, 6] = rng.random(len(rows)) < 0.02  # terminated
+        rows[:, -1] = 0.99**3  # the 3-step discount
+    agent.memory.size = capacity
+    agent.experience_replay()  # compile before the clock starts
+    run = dqn.train(agent, cfg, dqn.StopFlag())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"steps_per_second": steps / run["train_seconds"], "peak_mib": peak}))
+
+
+def memory_benchmark(core: int, repeats: int = 5, steps: int = 4_000) -> None:
+    """Training speed and peak memory with a full 1,000,000-row memory against a full 2,000-row
+    one (the default), each a process of its own, run in turn."""
+    import json
+
+    results = {2_000: [], 1_000_000: []}
+    for _ in range(repeats):
+        for capacity in results:
+            command = [sys.executable, __file__, "--memory-child", str(capacity), str(steps)]
+            out = subprocess.run(
+                pinned(command, core), env={**os.environ, **ONE_THREAD}, capture_output=True,
+                text=True, check=True,
+            )  # fmt: skip
+            results[capacity].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(f"\nReplay memory full of synthetic rows, {steps:,} training steps (replay every 16")
+    print(f"steps, 16 gradient steps each), a process per run on core {core}, {repeats} pairs:")
+    for capacity, runs in results.items():
+        speed = [r["steps_per_second"] for r in runs]
+        peak = [r["peak_mib"] for r in runs]
+        print(f"  {capacity:>9,} rows: {statistics.median(speed):6.0f} steps/s "
+              f"({min(speed):.0f}-{max(speed):.0f}), peak {statistics.median(peak):.0f} MiB "
+              f"({min(peak):.0f}-{max(peak):.0f})")  # fmt: skip
+    small, big = results.values()
+    ratio = [b["steps_per_second"] / a["steps_per_second"] for a, b in zip(small, big, strict=True)]
+    extra = statistics.median(
+        b["peak_mib"] - a["peak_mib"] for a, b in zip(small, big, strict=True)
+    )
+    data = 1_000_000 * 12 * 4 / 2**20
+    print(f"  1,000,000 / 2,000 rows, steps/s pair by pair: median {statistics.median(ratio):.3f}"
+          f" ({min(ratio):.3f}-{max(ratio):.3f})")  # fmt: skip
+    print(f"  extra peak memory: median {extra:.0f} MiB for {data:.0f} MiB of rows' data")
+
+
 def startup_benchmark(core: int, repeats: int = 5) -> None:
     """Whole-process seconds of a run that trains nothing, and of --help (median of `repeats`)."""
     script = [sys.executable, str(ROOT / "dqn_cartpole.py")]
@@ -141,7 +298,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="how many seeds to run")
     parser.add_argument("--first-seed", type=int, default=0, help="the first seed")
     parser.add_argument("--core", type=int, default=1, help="the CPU core to pin to")
+    parser.add_argument(
+        "--only", choices=("seeds", "startup", "cache", "memory", "micro"), action="append",
+        help="run only these parts (default: all)",
+    )  # fmt: skip
+    parser.add_argument("--memory-child", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_child:
+        memory_child(*args.memory_child)
+        return
+    parts = set(args.only or ("seeds", "startup", "cache", "memory", "micro"))
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
     if shutil.which("taskset") is None:
@@ -149,6 +315,20 @@ def main() -> None:
     if args.core not in os.sched_getaffinity(0):
         parser.error(f"--core {args.core} is not available here: {sorted(os.sched_getaffinity(0))}")
 
+    if "seeds" in parts:
+        seed_benchmark(args)
+    if "startup" in parts:
+        startup_benchmark(args.core)
+    if "cache" in parts:
+        cache_benchmark(args.core)
+    if "memory" in parts:
+        memory_benchmark(args.core)
+    if "micro" in parts:
+        for hidden in ("24,12", dqn_defaults_hidden()):  # the seed's network, then the default
+            micro_benchmark(args.core, hidden)
+
+
+def seed_benchmark(args) -> None:
     header = (
         f"{'seed':>4} {'solved':>6} {'steps':>7} {'s to solve':>10} {'process s':>9} "
         f"{'steps/s':>7} {'eval 100':>8} {'peak MiB':>8}"
@@ -180,9 +360,7 @@ def main() -> None:
         f"worst:  steps {max(column('steps'))}, process {max(column('process_seconds')):.1f} s; "
         f"solved {sum(column('solved'))}/{len(rows)}"
     )
-    startup_benchmark(args.core)
-    for hidden in ("24,12", dqn_defaults_hidden()):  # the seed's network, then the default one
-        micro_benchmark(args.core, hidden)
+    phase_table(rows)
 
 
 if __name__ == "__main__":

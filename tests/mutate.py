@@ -1,59 +1,65 @@
-"""Mutation check: break each line that makes this a DQN, one at a time, and see a test fail.
+"""Mutation check: break the DQN core of dqn_cartpole.py one small change at a time, and see a
+unit test fail each time.
 
-    python tests/mutate.py            # about 20 s per mutation
-    python tests/mutate.py --list
+    python tests/mutate.py                    # every mutant, two at a time; ~30 min on 2 cores
+    python tests/mutate.py --list             # the mutants, without running them
+    python tests/mutate.py --report results/mutations.md
 
-Each mutation replaces one exact piece of dqn_cartpole.py in a copy of the project, runs the
-fast tests (tests/test_units.py) there, and reports which tests failed. A mutation that no test
-catches is a hole in the tests, and the run exits with 1. pytest does not collect this file.
+The mutants are made here, from the script's syntax tree, in the functions that make this a DQN
+(CORE): every arithmetic, comparison and boolean operator swapped for its neighbour, every number
+moved by one (0 and 1 swapped), every True and False flipped, max and min (argmax and argmin)
+swapped, every `if` negated and every statement deleted; plus the PLANTED bugs below, which no
+rule makes. Text for people (print, messages, docstrings) is left alone. Each mutant is written
+into a copy of the project, where `pytest -x tests/test_units.py` runs; a mutant is killed when a
+test fails (or the tests time out: a loop that no longer ends). A mutant that survives is a hole
+in the tests, unless it cannot change what the program does: those are listed in EQUIVALENT with
+the reason, and the run exits with 1 if any other survives. pytest does not collect this file.
 """
 
 import argparse
-import re
-import shutil
+import ast
+import contextlib
+import copy
+import io
+import os
 import subprocess
 import sys
 import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "dqn_cartpole.py"
+TIMEOUT = 300  # seconds for one mutant's tests; the whole file passes in about 30
 
-# (what breaks, the exact text in dqn_cartpole.py, what it becomes, everywhere it stands)
-MUTATIONS = [
+# The DQN core: functions, or classes (all their methods), by name.
+CORE = {
+    "q_values",
+    "td_targets",
+    "ReplayMemory",
+    "row_width",
+    "DQNAgent.get_action",
+    "DQNAgent.decay_epsilon",
+    "DQNAgent.remember",
+    "DQNAgent._store_oldest",
+    "DQNAgent.experience_replay",
+    "DQNAgent._gradient_steps",
+    "DQNAgent._gradient_step",
+    "DQNAgent.next_value",
+    "DQNAgent._unflatten",
+    "DQNAgent.update_target_network",
+    "evaluate",
+    "train",
+    "Checks",
+}
+
+# Bugs that no syntax rule above makes: (what breaks, exact text, what it becomes).
+PLANTED = [
     (
         "a truncation stored as a termination",
         "agent.remember(state, action, reward, next_state, terminated, truncated)",
         "agent.remember(state, action, reward, next_state, terminated or truncated, truncated)",
-    ),
-    (
-        "the TD target bootstraps through a termination",
-        "return rewards + discount * (1.0 - terminated) * next_value",
-        "return rewards + discount * next_value",
-    ),
-    (
-        "the discount left out of the TD target",
-        "return rewards + discount * (1.0 - terminated) * next_value",
-        "return rewards + (1.0 - terminated) * next_value",
-    ),
-    (
-        "n-step: the discount stays gamma for every n",
-        "discount = gamma ** len(self.recent)",
-        "discount = gamma",
-    ),
-    (
-        "n-step: later rewards not discounted",
-        "sum(gamma**k * reward for",
-        "sum(reward for",
-    ),
-    (
-        "n-step: the steps still waiting are dropped at the end of an episode",
-        "while self.recent:",
-        "while False:",
-    ),
-    (
-        "every action's Q-value pulled, not only the taken one",
-        "on_value=True, off_value=False",
-        "on_value=True, off_value=True",
     ),
     (
         "Double DQN: the target network picks the next action too",
@@ -61,81 +67,347 @@ MUTATIONS = [
         "online_q = self.target_network(next_states, training=False)",
     ),
     (
-        "the target network copied one step late",
-        "if step % cfg.target_update_every == 0:",
-        "if step % cfg.target_update_every == 1:",
+        "the replay bootstraps from the states, not the next states",
+        "self.next_value(next_states)",
+        "self.next_value(states)",
     ),
     (
-        "epsilon falls through its floor",
-        "self.epsilon = max(self.cfg.epsilon_min, self.epsilon * self.cfg.epsilon_decay)",
-        "self.epsilon = self.epsilon * self.cfg.epsilon_decay",
+        "the TD target's termination flag and discount swapped",
+        "td_targets(rewards, self.next_value(next_states), terminated, discounts)",
+        "td_targets(rewards, self.next_value(next_states), discounts, terminated)",
     ),
     (
-        "epsilon not decayed in the loop",
-        "        agent.decay_epsilon()\n",
-        "",
+        "the loss hard-coded to MSE in the gradient step",
+        "loss = tf.reduce_mean(self.loss_fn(target_q, q))",
+        "loss = tf.reduce_mean(tf.square(target_q - q))",
+    ),
+    (
+        "the target network is the online network",
+        "next_q = self.target_network(next_states, training=False)",
+        "next_q = self.q_network(next_states, training=False)",
     ),
     (
         "a full memory drops its oldest transition, not a random one",
-        "if self.replace_random and len(self.buffer) == self.buffer.maxlen:",
-        "if False:",
+        "elif self.replace_random:",
+        "elif False:",
     ),
     (
-        "evaluation counts the episodes after each env's first",
-        "returns += np.where(running, rewards, 0.0)",
-        "returns += rewards",
-    ),
-    (
-        "greedy acting picks the worst action",
-        "return int(np.argmax(q_values(self.weights, state)))",
-        "return int(np.argmin(q_values(self.weights, state)))",
-    ),
-    (
-        "the kept snapshot is the latest, not the best",
-        'if score > self.best["score"]:',  # both places: before and after the solve
-        "if True:",
+        "the kept snapshot is the best check, not the best certified",
+        "if certified > kept:",
+        "if check >= self.best_check:",
     ),
 ]
 
+# Mutants that survive because they cannot change what the program does, keyed by
+# (function, the source line as written, the change): the reason.
+EQUIVALENT: dict[tuple[str, str, str], str] = {}
 
-def run_mutation(original: str, old: str, new: str) -> list[str]:
-    """The names of the tests that fail with `old` replaced by `new`."""
-    assert old in original, f"not found: {old!r}"
-    with tempfile.TemporaryDirectory() as folder:
-        copy = Path(folder) / "project"
-        shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".git", "results"))
-        (copy / "dqn_cartpole.py").write_text(original.replace(old, new))
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-q",
-                "-p",
-                "no:cacheprovider",
-                "tests/test_units.py",
-            ],
-            cwd=copy,
-            capture_output=True,
-            text=True,
+SWAPS = {
+    ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult,
+    ast.Pow: ast.Mult, ast.FloorDiv: ast.Div, ast.Mod: ast.FloorDiv,
+    ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt,
+    ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Is: ast.IsNot, ast.IsNot: ast.Is,
+    ast.In: ast.NotIn, ast.NotIn: ast.In, ast.And: ast.Or, ast.Or: ast.And,
+}  # fmt: skip
+SYMBOLS = {
+    ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.FloorDiv: "//",
+    ast.Mod: "%", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==",
+    ast.NotEq: "!=", ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in",
+    ast.And: "and", ast.Or: "or",
+}  # fmt: skip
+NAMES = {
+    "max": "min", "min": "max", "argmax": "argmin", "argmin": "argmax", "maximum": "minimum",
+    "minimum": "maximum", "reduce_max": "reduce_min", "reduce_mean": "reduce_sum",
+}  # fmt: skip
+
+
+def core_functions(tree: ast.Module):
+    """(qualified name, def node) for every function of CORE."""
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name in CORE:
+            yield node.name, node
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                name = f"{node.name}.{item.name}" if isinstance(item, ast.FunctionDef) else None
+                if name and (node.name in CORE or name in CORE):
+                    yield name, item
+
+
+def for_people(node) -> bool:
+    """Text only a person reads: print() calls, f-strings, docstrings, messages."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+        return True
+    if isinstance(node, ast.JoinedStr):
+        return True
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+
+
+def mutable_nodes(function: ast.FunctionDef):
+    """The function's nodes in walk order, skipping those under text for people."""
+    skip = set()
+    for node in ast.walk(function):
+        if for_people(node):
+            skip.update(id(n) for n in ast.walk(node))
+    return [n for n in ast.walk(function) if id(n) not in skip and n is not function]
+
+
+def changes(node):
+    """The mutations of one node: (description, apply(node))."""
+    if isinstance(node, ast.BinOp | ast.AugAssign | ast.BoolOp) and type(node.op) in SWAPS:
+        new = SWAPS[type(node.op)]
+        yield f"`{SYMBOLS[type(node.op)]}` -> `{SYMBOLS[new]}`", lambda n: setattr(n, "op", new())
+    if isinstance(node, ast.Compare):
+        for i, op in enumerate(node.ops):
+            if type(op) in SWAPS:
+                new = SWAPS[type(op)]
+
+                def swap(n, i=i, new=new):
+                    n.ops[i] = new()
+
+                yield f"`{SYMBOLS[type(op)]}` -> `{SYMBOLS[new]}`", swap
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not | ast.USub):
+        yield "the `not`/`-` dropped", "unwrap"
+    if isinstance(node, ast.Constant) and not isinstance(node.value, str | bytes):
+        value = node.value
+        if isinstance(value, bool):
+            yield f"`{value}` -> `{not value}`", lambda n: setattr(n, "value", not n.value)
+        elif isinstance(value, int | float):
+            new = {0: 1, 1: 0}.get(value, value + 1)
+            new = type(value)(new)
+            yield f"`{value!r}` -> `{new!r}`", lambda n, new=new: setattr(n, "value", new)
+    if isinstance(node, ast.Name) and node.id in NAMES:
+        new = NAMES[node.id]
+        yield f"`{node.id}` -> `{new}`", lambda n, new=new: setattr(n, "id", new)
+    if isinstance(node, ast.Attribute) and node.attr in NAMES:
+        new = NAMES[node.attr]
+        yield f"`.{node.attr}` -> `.{new}`", lambda n, new=new: setattr(n, "attr", new)
+    if isinstance(node, ast.If):
+        yield "the `if` negated", lambda n: setattr(n, "test", ast.UnaryOp(ast.Not(), n.test))
+    if isinstance(node, ast.Expr | ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Return):
+        yield "the statement deleted", "delete"
+
+
+class Replace(ast.NodeTransformer):
+    """Apply one change to the node at `target` (its index in the function's walk order)."""
+
+    def __init__(self, target, apply):
+        self.target, self.apply = target, apply
+
+    def visit(self, node):
+        if node is self.target:
+            if self.apply == "unwrap":
+                return node.operand
+            if self.apply == "delete":
+                return ast.Pass()
+            self.apply(node)
+            return node
+        return super().visit(node)
+
+
+def make_mutants(source: str) -> list[dict]:
+    """Every rule mutant of CORE, then the planted ones, each with its whole new source."""
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    mutants = []
+    for name, function in core_functions(tree):
+        for index, node in enumerate(mutable_nodes(function)):
+            for description, apply in changes(node):
+                mutated = copy.deepcopy(tree)
+                twin = dict(core_functions(mutated))[name]
+                target = mutable_nodes(twin)[index]
+                Replace(target, apply).visit(twin)
+                ast.fix_missing_locations(mutated)
+                try:
+                    new_source = ast.unparse(mutated)
+                    compile(new_source, "mutant", "exec")
+                except (SyntaxError, ValueError):  # e.g. a deleted statement in an odd place
+                    continue
+                line = lines[node.lineno - 1].strip()
+                mutants.append(
+                    {"function": name, "line_no": node.lineno, "line": line,
+                     "change": description, "source": new_source}
+                )  # fmt: skip
+    for what, old, new in PLANTED:
+        assert source.count(old) >= 1, f"planted bug not found: {old!r}"
+        line_no = source[: source.index(old)].count("\n") + 1
+        mutants.append(
+            {"function": "planted", "line_no": line_no, "line": old, "change": what,
+             "source": source.replace(old, new)}
+        )  # fmt: skip
+    for index, mutant in enumerate(mutants):
+        mutant["index"] = index  # what a worker process is told to run
+    return mutants
+
+
+class MutantTimeout(Exception):
+    """A mutant's tests ran past TIMEOUT: a loop that no longer ends, say."""
+
+
+def worker(indices: list[int]) -> None:
+    """Run the unit tests against each mutant in turn, in this one process, so that Python,
+    pytest and TensorFlow start once (about 5 s) and not once per mutant. Each mutant becomes a
+    fresh `dqn_cartpole` module, and the test module is imported anew against it. Prints one
+    line per mutant: OUTCOME index first-failing-test."""
+    import gc
+    import signal
+    import types
+
+    import pytest
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT))
+    mutants = make_mutants(SCRIPT.read_text())
+
+    class Outcome:
+        def __init__(self):
+            self.failed = []
+
+        def pytest_runtest_logreport(self, report):
+            if report.failed:
+                self.failed.append(report.nodeid.split("::")[-1])
+
+    def alarm(signum, frame):
+        raise MutantTimeout
+
+    signal.signal(signal.SIGALRM, alarm)
+    for index in [-1, *indices]:  # -1: the script itself, which must pass, as a control
+        module = types.ModuleType("dqn_cartpole")
+        module.__file__ = str(SCRIPT)
+        for name in [n for n in sys.modules if n in ("dqn_cartpole", "test_units", "conftest")]:
+            del sys.modules[name]
+        outcome = Outcome()
+        signal.alarm(TIMEOUT)
+        try:
+            sys.modules["dqn_cartpole"] = module  # dataclasses look their module up here
+            source = SCRIPT.read_text() if index < 0 else mutants[index]["source"]
+            exec(compile(source, str(SCRIPT), "exec"), module.__dict__)
+            with contextlib.redirect_stdout(io.StringIO()):  # pytest's own report: not needed
+                code = pytest.main(
+                    ["-x", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                     str(ROOT / "tests" / "test_units.py")],
+                    plugins=[outcome],
+                )  # fmt: skip
+            result = "killed" if outcome.failed or code not in (0, 5) else "survived"
+        except MutantTimeout:
+            result = "timeout"
+        except Exception as exc:  # the mutant does not even import
+            result, outcome.failed = (
+                "killed",
+                [f"error:{type(exc).__name__}:{exc}".replace(" ", "_")],
+            )
+        finally:
+            signal.alarm(0)
+        if index < 0 and result != "survived":
+            sys.exit(f"the unmutated script fails its tests here: {outcome.failed}")
+        print(f"{result} {index} {(outcome.failed or ['-'])[0]}", flush=True)
+        gc.collect()
+
+
+def run_all(mutants: list[dict], jobs: int) -> list[tuple[str, str]]:
+    """Share the mutants among `jobs` worker processes; collect their outcomes."""
+    outcomes: list = [None] * len(mutants)
+    position = {m["index"]: i for i, m in enumerate(mutants)}
+    shares = [[m["index"] for m in mutants[j::jobs]] for j in range(jobs)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    with tempfile.TemporaryDirectory() as cache:
+        env["DQN_CARTPOLE_CACHE"] = cache
+        procs = [
+            subprocess.Popen(
+                [sys.executable, __file__, "--worker", ",".join(map(str, share))],
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
+                cwd=ROOT,
+            )  # fmt: skip
+            for share in shares
+            if share
+        ]
+        done = 0
+
+        def read(proc):
+            nonlocal done
+            for line in proc.stdout:
+                parts = line.split()
+                if len(parts) < 3 or parts[0] not in ("killed", "survived", "timeout"):
+                    continue
+                index = position[int(parts[1])]
+                outcomes[index] = (parts[0], parts[2])
+                done += 1
+                m = mutants[index]
+                print(f"[{done}/{len(mutants)}] {parts[0]:>8} {m['function']}:{m['line_no']} "
+                      f"{m['change']} {parts[2]}", flush=True)  # fmt: skip
+
+        with ThreadPoolExecutor(len(procs)) as pool:
+            list(pool.map(read, procs))
+        for proc in procs:
+            proc.wait()
+    missing = [i for i, o in enumerate(outcomes) if o is None]
+    if missing:  # a worker died (a mutant that crashed the interpreter): count as killed
+        for i in missing:
+            outcomes[i] = ("killed", "the worker process died")
+    return outcomes
+
+
+def report(mutants: list[dict], outcomes: list[tuple], seconds: float) -> tuple[str, int]:
+    killed = sum(o[0] in ("killed", "timeout") for o in outcomes)
+    survivors = [(m, o) for m, o in zip(mutants, outcomes, strict=True) if o[0] == "survived"]
+    holes = [m for m, _ in survivors if (m["function"], m["line"], m["change"]) not in EQUIVALENT]
+    by_function: dict[str, list] = {}
+    for m, o in zip(mutants, outcomes, strict=True):
+        by_function.setdefault(m["function"], []).append(o[0])
+    lines = [
+        f"{len(mutants)} mutants of the DQN core ({len(mutants) - len(PLANTED)} by rule, "
+        f"{len(PLANTED)} planted); {killed} killed by a failing unit test (or a time-out), "
+        f"{len(survivors)} survived: {len(survivors) - len(holes)} argued equivalent below, "
+        f"{len(holes)} not. {seconds / 60:.0f} minutes.",
+        "",
+        "| function | mutants | killed | survived |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, results in by_function.items():
+        alive = results.count("survived")
+        lines.append(f"| `{name}` | {len(results)} | {len(results) - alive} | {alive} |")
+    lines += ["", "Survivors:", ""]
+    for m, _ in survivors:
+        reason = EQUIVALENT.get((m["function"], m["line"], m["change"]), "**NOT EXPLAINED**")
+        lines.append(
+            f"- `{m['function']}`, line {m['line_no']}, `{m['line']}`: {m['change']}. {reason}"
         )
-    return sorted(set(re.findall(r"^FAILED tests/test_units\.py::(\S+)", proc.stdout, re.M)))
+    if not survivors:
+        lines.append("- none")
+    return "\n".join(lines), len(holes)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--list", action="store_true", help="only list the mutations")
+    parser.add_argument("--list", action="store_true", help="only list the mutants")
+    parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--report", type=Path, help="also write the report here (Markdown)")
+    parser.add_argument("--only", help="only mutants whose function or line contains this")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    original = (ROOT / "dqn_cartpole.py").read_text()
-    missed = 0
-    for what, old, new in MUTATIONS:
-        if args.list:
-            print(what)
-            continue
-        failed = run_mutation(original, old, new)
-        missed += not failed
-        print(f"- {what}: " + (", ".join(failed) if failed else "NOT CAUGHT"), flush=True)
-    sys.exit(1 if missed else 0)
+    if args.worker:
+        worker([int(i) for i in args.worker.split(",")])
+        return
+    mutants = make_mutants(SCRIPT.read_text())
+    if args.only:
+        mutants = [m for m in mutants if args.only in m["function"] or args.only in m["line"]]
+    if args.list:
+        for m in mutants:
+            print(f"{m['function']}:{m['line_no']}: {m['change']}: {m['line']}")
+        print(f"{len(mutants)} mutants")
+        return
+    start = time.perf_counter()
+    outcomes = run_all(mutants, args.jobs)
+    text, holes = report(mutants, outcomes, time.perf_counter() - start)
+    print(text)
+    if args.report:
+        header = (
+            "# Mutation check\n\nOutput of `python tests/mutate.py --report "
+            f"{args.report}` (see the file's docstring for the rules).\n\n"
+        )
+        args.report.write_text(header + text + "\n")
+    sys.exit(1 if holes else 0)
 
 
 if __name__ == "__main__":

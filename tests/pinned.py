@@ -20,10 +20,12 @@ def pinned(command: list[str], core: int) -> list[str]:
     return ["taskset", "-c", str(core), *command]
 
 
-def run_pinned(seed: int, core: int, folder: Path, flags=()) -> dict:
-    """One training run: its summary.json, wall seconds and peak resident memory (MiB)."""
+def run_pinned(seed: int, core: int, folder: Path, flags=(), script=None) -> dict:
+    """One training run: its summary.json, wall seconds and peak resident memory (MiB).
+    `script`: a copy of dqn_cartpole.py to run instead (a study pins its code that way)."""
     folder = Path(folder)
-    command = [sys.executable, str(ROOT / "dqn_cartpole.py"), "--no-gifs", "--seed", str(seed)]
+    script = str(script or ROOT / "dqn_cartpole.py")
+    command = [sys.executable, script, "--no-gifs", "--seed", str(seed)]
     command += ["--results-dir", str(folder), *flags]
     log = folder.parent / f"{folder.name}.stderr"
     start = time.perf_counter()

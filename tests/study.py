@@ -22,11 +22,13 @@ pytest does not collect this file, and no test runs it: a study takes many minut
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import math
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,14 +42,19 @@ from pathlib import Path
 import numpy as np
 from pinned import ONE_THREAD, RunFailed, pinned, run_pinned
 
-OWN_EVAL_SEED, OWN_EVAL_EPISODES, PERFECT = 900_000, 100, 500.0
-GOOD = 495.0  # a saved model's mean that counts as holding the pole
+OWN_EVAL_SEED, OWN_EVAL_EPISODES = 900_000, 100
+PERFECT = 500.0  # CartPole-v1's highest return
+GOOD = 495.0  # a saved CartPole model's mean that counts as holding the pole
+SCRIPT = Path(__file__).resolve().parent.parent / "dqn_cartpole.py"
 BOOTSTRAP = 10_000
 SMOOTH = 8  # evaluation points (of 250 steps) in the figure's moving mean
 FIELDS = [
     "variant",
     "flags",
     "seed",
+    "env",
+    "script_sha",  # the first 12 hex digits of dqn_cartpole.py's SHA-256 at the run
+    "commit",
     "solved",
     "steps_to_solve",
     "steps",
@@ -58,8 +65,34 @@ FIELDS = [
     "own_eval_mean",
     "own_eval_min",
     "own_eval_perfect_episodes",
+    "polish_end",
+    "saved_check",
+    "saved_certified",
     "evaluations",
+    "certifications",
+    "phase_seconds",
 ]
+
+
+def script_sha(script: Path = SCRIPT) -> str:
+    """Which code a run ran: the script's own hash (documents and tests can change freely)."""
+    return hashlib.sha256(Path(script).read_bytes()).hexdigest()[:12]
+
+
+def checkout_commit() -> str:
+    """HEAD's short hash, with '+' if dqn_cartpole.py differs from it."""
+    git = ["git", "-C", str(SCRIPT.parent)]
+    head = subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "diff", "--quiet", "HEAD", "--", SCRIPT.name]).returncode
+    return head.stdout.strip() + ("+" if dirty else "")
+
+
+def pinned_copy(folder: Path) -> Path:
+    """A copy of the script as it is now, for every run of a study: editing the script while a
+    study runs in the background does not change the code the study measures."""
+    copy = Path(folder) / SCRIPT.name
+    shutil.copy2(SCRIPT, copy)
+    return copy
 
 
 # ---- Running -----------------------------------------------------------------------------------
@@ -94,8 +127,8 @@ def model_weights(path: Path) -> list[np.ndarray]:
         return [np.array(layers[name]["vars"][str(i)]) for name in names for i in (0, 1)]
 
 
-def own_evaluation(weights: list[np.ndarray]) -> np.ndarray:
-    """Greedy returns of CartPole-v1 episodes from OWN_EVAL_SEED on, one env, one at a time."""
+def own_evaluation(weights: list[np.ndarray], env_id: str = "CartPole-v1") -> np.ndarray:
+    """Greedy returns of `env_id` episodes from OWN_EVAL_SEED on, one env, one at a time."""
     import gymnasium as gym
 
     def act(obs):
@@ -106,7 +139,7 @@ def own_evaluation(weights: list[np.ndarray]) -> np.ndarray:
                 x = np.maximum(x, 0)
         return int(np.argmax(x))
 
-    env = gym.make("CartPole-v1")
+    env = gym.make(env_id)
     returns = []
     for episode in range(OWN_EVAL_EPISODES):
         obs, _ = env.reset(seed=OWN_EVAL_SEED + episode)
@@ -120,12 +153,14 @@ def own_evaluation(weights: list[np.ndarray]) -> np.ndarray:
     return np.array(returns)
 
 
-def run_one(variant: str, flags: str, seed: int, core: int) -> dict:
+def run_one(variant: str, flags: str, seed: int, core: int, script: Path, commit: str) -> dict:
     """One whole training process, then this file's own evaluation of its model, on `core`."""
     with tempfile.TemporaryDirectory() as folder:
-        run = run_pinned(seed, core, Path(folder) / "run", shlex.split(flags))
+        run = run_pinned(seed, core, Path(folder) / "run", shlex.split(flags), script)
         summary, wall = run["summary"], run["seconds"]
-        evaluate = [sys.executable, __file__, "--evaluate", str(Path(folder) / "run/model.keras")]
+        summary_sha = script_sha(script)
+        model = str(Path(folder) / "run/model.keras")
+        evaluate = [sys.executable, __file__, "--evaluate", model, "--env", summary["env"]]
         scored = subprocess.run(
             pinned(evaluate, core),
             env={**os.environ, **ONE_THREAD},
@@ -138,6 +173,9 @@ def run_one(variant: str, flags: str, seed: int, core: int) -> dict:
         "variant": variant,
         "flags": flags,
         "seed": seed,
+        "env": summary["env"],
+        "script_sha": summary_sha,
+        "commit": commit,
         "solved": summary["solved"],
         "steps_to_solve": summary["steps_to_solve"] or "",
         "steps": summary["steps"],
@@ -148,9 +186,13 @@ def run_one(variant: str, flags: str, seed: int, core: int) -> dict:
         "own_eval_mean": returns.mean(),
         "own_eval_min": returns.min(),
         "own_eval_perfect_episodes": int((returns >= PERFECT).sum()),
-        "evaluations": json.dumps(
-            [[int(s), round(float(m), 1)] for s, m in summary["evaluations"]]
-        ),
+        "polish_end": summary["polish_end"] or "",
+        "saved_check": summary["saved_snapshot_check_mean"],
+        "saved_certified": summary["saved_snapshot_certified_mean"],
+        # Scores as the script computed them (no rounding: 499.95 is not 500).
+        "evaluations": json.dumps([[int(s), float(m)] for s, m in summary["evaluations"]]),
+        "certifications": json.dumps(summary["certifications"]),
+        "phase_seconds": json.dumps(summary["phase_seconds"]),
     }
 
 
@@ -162,7 +204,14 @@ def read_runs(path: Path) -> list[dict]:
 
 
 def run_study(path: Path, variants, seeds, jobs: int) -> None:
-    done = {(row["flags"], int(row["seed"])) for row in read_runs(path)}
+    # A run is done if the same flags and seed ran on the same script: with other code, the
+    # same (or no) flags mean other settings.
+    code = tempfile.TemporaryDirectory()
+    script = pinned_copy(Path(code.name))
+    sha, commit = script_sha(script), checkout_commit()
+    done = {
+        (row["flags"], int(row["seed"])) for row in read_runs(path) if row.get("script_sha") == sha
+    }
     todo = [(v, f, s) for s in seeds for v, f in variants if (f, s) not in done]
     print(f"{len(done)} runs already in {path}; {len(todo)} to go on {jobs} cores", flush=True)
     if not todo:
@@ -176,7 +225,7 @@ def run_study(path: Path, variants, seeds, jobs: int) -> None:
         with lock:
             core = free_cores.pop()
         try:
-            return run_one(variant, flags, seed, core)
+            return run_one(variant, flags, seed, core, script, commit)
         finally:
             with lock:
                 free_cores.append(core)
@@ -240,6 +289,13 @@ def interval(samples: np.ndarray) -> tuple[float, float]:
     return quantile(ordered, 0.025), quantile(ordered, 0.975)
 
 
+def solve_line(env_id: str) -> float:
+    """Gymnasium's reward threshold: 475, -100, -110 or 200."""
+    import gymnasium as gym
+
+    return float(gym.spec(env_id).reward_threshold)
+
+
 def steps(value: float) -> str:
     return "not solved" if math.isinf(value) else f"{value:,.0f}"
 
@@ -263,22 +319,27 @@ def report(runs: list[dict], seeds: list[int] | None) -> str:
         for v in variants
     ]
     boot = bootstrap_medians(to_solve, np.random.default_rng(0))
+    env = runs[0].get("env") or "CartPole-v1"
+    line, cartpole = solve_line(env), env == "CartPole-v1"
     lines = [
-        f"Seeds {seed_text(seeds)} ({len(seeds)} per variant); steps are env steps to the first "
-        "100-episode check >= 475; ratio = this variant's median / the first row's, with a 95% "
-        f"paired bootstrap interval ({BOOTSTRAP:,} resamples of the seeds); saved models are "
-        f"scored on {OWN_EVAL_EPISODES} unseen greedy episodes by tests/study.py's own "
-        "evaluation.",
+        f"{env}, seeds {seed_text(seeds)} ({len(seeds)} per variant); steps are env steps to the "
+        f"first 100-episode check >= {line:g}; ratio = this variant's median / the first row's, "
+        f"with a 95% paired bootstrap interval ({BOOTSTRAP:,} resamples of the seeds); saved "
+        f"models are scored on {OWN_EVAL_EPISODES} unseen greedy episodes by tests/study.py's "
+        "own evaluation (a run that saved no model scores -inf).",
         "",
         "| variant | flags | solved | median steps (IQR) | 95% CI of median | ratio to "
-        f"{variants[0]} (95% CI) | 90th percentile | worst | saved models: mean of means, lowest "
-        "| models >= 495 | models at 500.0 | median process s |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"{variants[0]} (95% CI) | 90th percentile | worst | saved models: median, lowest "
+        f"| models >= {line:g} |"
+        + (f" models >= {GOOD:g} | models at {PERFECT:g} |" if cartpole else "")
+        + " median process s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        + (" ---: | ---: |" if cartpole else ""),
     ]
     for i, variant in enumerate(variants):
         values = np.sort(to_solve[i])
         rows = [by_variant[variant][s] for s in seeds]
-        own = np.array([float(r["own_eval_mean"]) for r in rows])
+        own = np.array([float(r["own_eval_mean"] or "-inf") for r in rows])
         seconds = [float(r["process_seconds"]) for r in rows]
         low, high = interval(boot[i])
         ratio = boot[i] / boot[0]
@@ -291,8 +352,14 @@ def report(runs: list[dict], seeds: list[int] | None) -> str:
             f"| {steps(median(values))} ({steps(quantile(values, 0.25))}-"
             f"{steps(quantile(values, 0.75))}) | {steps(low)}-{steps(high)} | {ratio_text} "
             f"| {steps(quantile(values, 0.9))} | {steps(values[-1])} "
-            f"| {own.mean():.1f}, {own.min():.1f} | {int((own >= GOOD).sum())}/{len(own)} "
-            f"| {int((own >= PERFECT).sum())}/{len(own)} | {median(seconds):.1f} |"
+            f"| {median(own):.1f}, {own.min():.1f} | {int((own >= line).sum())}/{len(own)} |"
+            + (
+                f" {int((own >= GOOD).sum())}/{len(own)} "
+                f"| {int((own >= PERFECT).sum())}/{len(own)} |"
+                if cartpole
+                else ""
+            )
+            + f" {median(seconds):.1f} |"
         )
     if missing:
         lines += ["", f"Left out (not every seed finished): {', '.join(missing)}."]
@@ -441,9 +508,10 @@ def main() -> None:
     parser.add_argument(
         "--evaluate", type=Path, help="only score this .keras model with the study's evaluation"
     )
+    parser.add_argument("--env", default="CartPole-v1", help="the env of --evaluate's model")
     args = parser.parse_args()
     if args.evaluate:
-        print(json.dumps(own_evaluation(model_weights(args.evaluate)).tolist()))
+        print(json.dumps(own_evaluation(model_weights(args.evaluate), args.env).tolist()))
         return
     if args.runs is None:
         parser.error("--runs is required")

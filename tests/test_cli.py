@@ -189,6 +189,31 @@ def test_default_run_solves_and_writes_every_output(default_run):
     assert zipfile.is_zipfile(out / "model.keras")
 
 
+def test_default_run_says_where_its_seconds_went_and_where_it_was_made(default_run):
+    out, _ = default_run
+    summary = json.loads((out / "summary.json").read_text())
+    phases = summary["phase_seconds"]
+    # Every second from start-up to the summary is charged to exactly one phase.
+    assert sum(phases.values()) == pytest.approx(summary["total_seconds"], abs=0.01)
+    for name in ("import_tensorflow", "build_agent", "compile", "learn", "evaluate", "confirm"):
+        assert phases[name] > 0, name
+    for name in ("final_evaluation", "after_gif", "write_model", "write_rewards", "write_after"):
+        assert phases[name] > 0, name
+    assert summary["train_seconds"] == pytest.approx(
+        sum(phases.get(name, 0.0) for name in TRAINING_PHASES), abs=0.01
+    )
+    facts = summary["run"]
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True)
+    if head.returncode == 0:  # a git checkout, as in CI
+        assert facts["commit"] == head.stdout.decode().strip()
+    assert facts["cpu"] and facts["date"][:4].isdigit() and facts["cpus"] >= 1
+
+
+TRAINING_PHASES = (
+    "collect", "compile", "learn", "evaluate", "confirm", "polish", "polish_checks"
+)  # fmt: skip
+
+
 def gif_frames_and_milliseconds(path):
     """Frame count and total duration; Pillow merges repeated frames and adds their durations."""
     from PIL import Image
@@ -269,6 +294,8 @@ def test_watch_evaluates_a_saved_agent_and_records_a_gif(default_run, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "20 greedy episodes" in result.stdout and "mean" in result.stdout
+    # Its own episodes: neither the checks' nor the final evaluation's.
+    assert "(reset seeds 50000-50019)" in result.stdout
     mean = float(result.stdout.split("mean ")[1].split(",")[0])
     assert mean >= 475
     assert (tmp_path / "watch" / "watch.gif").stat().st_size > 0
@@ -328,6 +355,41 @@ def test_watch_refuses_an_archive_whose_crc_fails(default_run, tmp_path, member)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"--watch {str(damaged)!r}" in lines[0], result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_an_env_whose_extra_is_not_installed_is_one_line_exit_2(tmp_path):
+    # A Box2D that fails to import, as on a machine without gymnasium's box2d extra.
+    fake = tmp_path / "site"
+    (fake / "Box2D").mkdir(parents=True)
+    (fake / "Box2D" / "__init__.py").write_text("raise ImportError('No module named Box2D')\n")
+    env = {**os.environ, "PYTHONPATH": str(fake)}
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--env", "LunarLander-v3", "--results-dir", tmp_path / "o"],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "needs a package that is not installed" in lines[0], lines
+    assert "pip install -r requirements.txt" in lines[0] and not (tmp_path / "o").exists()
+
+
+def test_the_xla_cache_is_written_once_and_changes_nothing_in_a_run(tmp_path):
+    args = ["--max-steps", "1100", "--no-gifs", "--eval-every", "100000"]
+    cache, runs = tmp_path / "cache", {}
+    for name, extra in [("first", []), ("second", []), ("off", ["--no-xla-cache"])]:
+        env = {**os.environ, "DQN_CARTPOLE_CACHE": str(cache if name != "off" else tmp_path / "x")}
+        result = subprocess.run(
+            [sys.executable, str(SCRIPT), *args, *extra, "--results-dir", tmp_path / name],
+            capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        runs[name] = (tmp_path / name / "episodes.csv").read_text()
+        if name == "first":
+            stored = sorted(p.name for p in cache.iterdir())
+            assert len(stored) == 1 and stored[0].startswith("xla_compile_cache")
+    assert sorted(p.name for p in cache.iterdir()) == stored  # read, not written again
+    assert not (tmp_path / "x").exists()  # --no-xla-cache leaves the cache alone
+    assert runs["first"] == runs["second"] == runs["off"]  # the same program, cached or not
 
 
 # ---- Ctrl-C, determinism, divergence, TensorBoard ------------------------------------------

@@ -145,13 +145,33 @@ def test_every_accepted_command_line_builds_replays_and_evaluates(tensorflow_rea
     assert returns.shape == (cfg.eval_episodes,) and np.all(np.isfinite(returns))
 
 
-@pytest.mark.parametrize("seed", [0, 2**32 - 1])
-def test_the_extreme_seeds_reach_every_seeded_library(tensorflow_ready, seed):
+def first_steps(seed: int):
+    """The initial weights, 60 epsilon-greedy actions (epsilon 0.5) and a replay's minibatches
+    of an agent seeded as main() seeds it."""
     import keras
 
     keras.utils.set_random_seed(seed)
-    agent = dqn.DQNAgent(dqn.Config(seed=seed))
+    agent = dqn.DQNAgent(dqn.Config(seed=seed, hidden="8", epsilon_start=0.5, epsilon_decay=1))
     state, _ = agent.env.reset(seed=seed)
-    agent.epsilon = 0.0
-    greedy = int(np.argmax(agent.q_network(state[None]).numpy()))
-    assert agent.get_action(state) == greedy
+    actions = []
+    for _ in range(60):
+        actions.append(agent.get_action(state))
+        next_state, reward, terminated, truncated, _ = agent.env.step(actions[-1])
+        agent.remember(state, actions[-1], reward, next_state, terminated, truncated)
+        state = agent.env.reset()[0] if terminated or truncated else next_state
+    return agent.weights, actions, agent.memory.sample(2, 8)
+
+
+@pytest.mark.parametrize("seed", [0, 2**32 - 1])
+def test_the_extreme_seeds_make_a_run_repeatable_and_their_own(tensorflow_ready, seed):
+    weights, actions, batches = first_steps(seed)
+    again = first_steps(seed)
+    other = first_steps(seed ^ 1)  # the neighbouring seed
+    for a, b in zip(weights, again[0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert actions == again[1]
+    for a, b in zip(batches, again[2], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(weights[0], other[0][0])  # Keras' initial weights
+    assert actions != other[1]  # exploration and the env
+    assert not np.array_equal(batches[0], other[2][0])  # the minibatches

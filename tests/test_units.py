@@ -1,5 +1,6 @@
 """Fast tests of the pieces: memory, targets, epsilon, network, replay, outputs."""
 
+import dataclasses
 import math
 
 import gymnasium as gym
@@ -526,3 +527,189 @@ def test_polish_lr_factor_scales_the_learning_rate_once_solved(tensorflow_ready,
     assert run["steps_to_solve"] == 100
     rate = float(agent.q_network.optimizer.learning_rate.numpy())
     assert rate == pytest.approx(1e-4, rel=1e-5)  # scaled once, not at every check
+
+
+# ---- The compiled replay, measured from the outside -------------------------------------------
+
+
+def sgd_agent(**overrides):
+    """An agent whose compiled replay takes one plain gradient step (SGD, learning rate 1e-3)
+    on one stored transition, so that the change of the last layer's bias gives the TD target
+    that the replay regressed to: for MSE, the taken action's bias moves by
+    -lr * 2 * (Q(s, a) - y) / n_actions, and the other action's not at all."""
+    import keras
+
+    keras.utils.set_random_seed(11)  # the same networks whichever tests ran before
+    cfg = dqn.Config(hidden="16,16", batch_size=1, gradient_steps=1, no_xla=True, **overrides)
+    agent = dqn.DQNAgent(cfg)
+    agent.q_network.compile(optimizer=keras.optimizers.SGD(learning_rate=1e-3), loss=cfg.loss)
+    agent.q_network.optimizer.build(agent.q_network.trainable_variables)
+    agent.memory = dqn.ReplayMemory(1, 4, np.random.default_rng(0))
+    # A target network unlike the online one, so that using the wrong one shows.
+    rng = np.random.default_rng(7)
+    weights = [w + rng.normal(0, 0.3, w.shape).astype(np.float32) for w in agent.weights]
+    weights[-1] += np.array([2.0, 3.0], np.float32)  # values well away from 0
+    agent.target_network.set_weights(weights)
+    return agent
+
+
+def implied_target(agent, state, action, reward, next_state, terminated, discount):
+    """Store one transition, run one replay, and read back the target it regressed Q(s, a) to."""
+    agent.memory.store(state, action, reward, next_state, terminated, discount)
+    q_before = dqn.q_values(agent.weights, state)
+    bias_before = agent.weights[-1].copy()
+    agent.experience_replay()
+    moved = agent.weights[-1] - bias_before
+    other = 1 - action
+    assert moved[other] == 0.0  # only the taken action is pulled
+    return q_before[action] + moved[action] * agent.n_actions / (2 * 1e-3), q_before
+
+
+@pytest.mark.parametrize("double", [False, True], ids=["dqn", "double-dqn"])
+def test_replay_regresses_q_toward_r_plus_discounted_target_value_on_ordinary_rows(
+    tensorflow_ready, double
+):
+    rng = np.random.default_rng(3)
+    for _ in range(4):
+        agent = sgd_agent(double_dqn=double)
+        state, next_state = rng.normal(size=(2, 4)).astype(np.float32)
+        action, reward, discount = int(rng.integers(2)), float(rng.normal()), 0.81
+        target_q = dqn.q_values(agent.target_network.get_weights(), next_state)
+        online_q = dqn.q_values(agent.weights, next_state)
+        value = target_q[np.argmax(online_q)] if double else target_q.max()
+        measured, _ = implied_target(agent, state, action, reward, next_state, 0.0, discount)
+        # r + discount * V(s'), with V from the target network at the NEXT state.
+        assert measured == pytest.approx(reward + discount * value, abs=2e-3)
+        assert abs(reward + discount * value - reward) > 0.05  # the bootstrap term matters
+
+
+def test_replay_target_at_a_termination_is_the_reward_alone(tensorflow_ready):
+    agent = sgd_agent()
+    state, next_state = np.random.default_rng(4).normal(size=(2, 4)).astype(np.float32)
+    measured, _ = implied_target(agent, state, 1, 2.5, next_state, 1.0, 0.81)
+    assert measured == pytest.approx(2.5, abs=2e-3)
+
+
+def test_huber_loss_reaches_the_compiled_gradient_step(tensorflow_ready):
+    # Far from its target, Huber's gradient is clipped to 1 where MSE's is 2 * error: the
+    # taken action's bias moves by lr / n_actions, not by lr * 2 * error / n_actions.
+    agent = sgd_agent(loss="huber")
+    state, next_state = np.random.default_rng(5).normal(size=(2, 4)).astype(np.float32)
+    bias = agent.weights[-1].copy()
+    q = dqn.q_values(agent.weights, state)
+    agent.memory.store(state, 0, float(q[0]) + 50.0, next_state, 1.0, 0.81)  # 50 too low
+    agent.experience_replay()
+    assert agent.weights[-1][0] - bias[0] == pytest.approx(1e-3 / 2, rel=1e-3)
+
+
+def test_a_replay_that_breaks_the_weights_keeps_the_last_finite_ones(tensorflow_ready):
+    agent = dqn.DQNAgent(small_config(hidden="8", gradient_steps=2))
+    fill(agent.memory, 64)
+    assert math.isfinite(agent.experience_replay())
+    finite = [w.copy() for w in agent.weights]
+    agent.q_network.optimizer.learning_rate.assign(1e30)  # the next updates overflow
+    losses = [agent.experience_replay() for _ in range(3)]
+    assert any(math.isnan(loss) for loss in losses)
+    assert not all(np.isfinite(w).all() for w in agent.q_network.get_weights())
+    for kept in agent.weights:  # the broken weights never reached the copy that acts
+        assert np.isfinite(kept).all()
+    broken_at = next(i for i, loss in enumerate(losses) if math.isnan(loss))
+    if broken_at == 0:
+        for kept, before in zip(agent.weights, finite, strict=True):
+            np.testing.assert_array_equal(kept, before)
+
+
+def spy_on_replays_and_evaluations(monkeypatch, agent):
+    """Note the env step of every replay and every evaluation that train() makes."""
+    steps, replays, evaluations = [0], [], []
+    act, replay = agent.get_action, agent.experience_replay
+
+    def counting_act(state):
+        steps[0] += 1
+        return act(state)
+
+    def noting_replay():
+        replays.append(steps[0])
+        return replay()
+
+    def noting_evaluate(weights, env_id, episodes, seed, pass_mark=None):
+        evaluations.append(steps[0])
+        return np.zeros(episodes)
+
+    monkeypatch.setattr(agent, "get_action", counting_act)
+    monkeypatch.setattr(agent, "experience_replay", noting_replay)
+    monkeypatch.setattr(dqn, "evaluate", noting_evaluate)
+    return replays, evaluations
+
+
+def test_replay_starts_once_min_observations_are_stored_and_runs_every_train_every_steps(
+    tensorflow_ready, monkeypatch
+):
+    # One-step memory: after step t, t transitions are stored. Replay starts at the first
+    # multiple of 8 with at least 100 stored (104), and evaluations every 50 steps from then on.
+    cfg = small_config(n_step=1, min_observations=100, train_every=8, eval_every=50, max_steps=400)
+    agent = dqn.DQNAgent(cfg)
+    replays, evaluations = spy_on_replays_and_evaluations(monkeypatch, agent)
+    dqn.train(agent, cfg, dqn.StopFlag())
+    assert replays == list(range(104, 401, 8))
+    assert evaluations == list(range(100, 401, 50))
+
+
+# ---- Other envs, and a memory that scales ----------------------------------------------------
+
+
+def test_env_picks_its_row_of_settings_and_flags_given_override_it():
+    assert dqn.parse_args([]) == dqn.Config()  # CartPole's row is the defaults
+    lander = dqn.parse_args(["--env", "LunarLander-v3"])
+    for name, value in dqn.ENV_SETTINGS["LunarLander-v3"].items():
+        assert getattr(lander, name) == value
+    assert lander.memory_size != dqn.Config().memory_size  # the row does change something
+    mine = dqn.parse_args(["--env", "LunarLander-v3", "--memory-size", "3000", "--no-double-dqn"])
+    assert mine.memory_size == 3000 and mine.double_dqn is False
+    assert mine.epsilon_decay == dqn.ENV_SETTINGS["LunarLander-v3"]["epsilon_decay"]
+    # Every row names real settings, for envs that the script can train on.
+    fields = {field.name for field in dataclasses.fields(dqn.Config)}
+    for env_id, row in dqn.ENV_SETTINGS.items():
+        assert set(row) <= fields, env_id
+        dqn.validate(dqn.parse_args(["--env", env_id]))
+
+
+def constant_policy(n_observations, n_actions, action):
+    kernel = np.zeros((n_observations, n_actions), np.float32)
+    bias = np.zeros(n_actions, np.float32)
+    bias[action] = 1.0
+    return [kernel, bias]
+
+
+def test_a_check_stops_early_where_the_rewards_to_come_are_bounded():
+    # Acrobot pays -1 a step and 0 at the goal: a check whose mean is below -100 can only
+    # fall further, so it stops there; a policy that never swings up scores -500 in full.
+    weights = constant_policy(6, 3, 1)  # no torque: the links never swing up
+    full = dqn.evaluate(weights, "Acrobot-v1", episodes=4, seed=0)
+    np.testing.assert_array_equal(full, -500.0)
+    cut = dqn.evaluate(weights, "Acrobot-v1", episodes=4, seed=0, pass_mark=-100)
+    np.testing.assert_array_equal(cut, -101.0)  # the first step at which the mean is < -100
+
+
+def test_a_check_plays_every_episode_out_where_no_bound_is_known():
+    # A LunarLander landing pays 100 in one step: no early stop, whatever the pass mark.
+    weights = constant_policy(8, 4, 0)  # do nothing: the lander falls
+    full = dqn.evaluate(weights, "LunarLander-v3", episodes=3, seed=0)
+    cut = dqn.evaluate(weights, "LunarLander-v3", episodes=3, seed=0, pass_mark=200)
+    np.testing.assert_array_equal(cut, full)
+    assert full.max() < 200
+
+
+def test_memory_rows_take_the_bytes_of_their_data_and_sampling_reads_them_in_place():
+    memory = dqn.ReplayMemory(1_000_000, n_observations=4, rng=np.random.default_rng(0))
+    assert memory.rows.dtype == np.float32 and memory.rows.nbytes == 1_000_000 * 12 * 4
+    fill(memory, 40)
+    states, *_ = memory.sample(2, 16)
+    assert set(states[..., 0].ravel()) <= set(range(40))  # only rows that were stored
+
+
+def test_the_memory_size_flag_is_bounded_by_the_bytes_of_its_rows():
+    cfg = dqn.parse_args(["--memory-size", str(4 * 2**30 // 48)])  # 4 GiB of CartPole rows
+    dqn.validate(cfg)
+    with pytest.raises(dqn.ConfigError, match="GiB of rows for CartPole-v1; at most 4 GiB"):
+        dqn.validate(dataclasses.replace(cfg, memory_size=cfg.memory_size + 1))
