@@ -170,7 +170,13 @@ class Config:
     eval_every: int = setting(250, "greedy evaluation every N env steps once replay has started")
     eval_episodes: int = setting(10, "episodes per periodic evaluation", high=10_000)
     confirm_episodes: int = setting(
-        100, "episodes that must confirm a passing evaluation", high=10_000
+        100, "episodes that must confirm a passing evaluation", high=5_000
+    )
+    certify_episodes: int = setting(
+        100,
+        "once solved, a snapshot that matches the best check is scored on this many other "
+        "episodes; the best of those scores is kept",
+        high=5_000,
     )
     # Watching a saved agent instead of training
     watch: str | None = setting(None, "load this .keras model, evaluate it and record a GIF")
@@ -210,7 +216,9 @@ PERFECT_RETURN = {"CartPole-v1": 500.0}
 # Each kind of evaluation resets its envs from a fixed seed of its own (the vector envs take
 # seed, seed + 1, ...), so every check of a run plays the same episodes. Training resets from
 # --seed once and then runs on unseeded, so its episodes differ from these in all but the odd
-# case of a --seed that starts one of these ranges.
+# case of a --seed that starts one of these ranges. With at most 5,000 episodes a kind, the
+# ranges never meet: the 10-episode evaluations, the checks, the certifications, the final
+# evaluation of the saved snapshot, the GIF's episode (--watch-seed's default is 50,000).
 EVAL_SEED, CONFIRM_SEED, CERTIFY_SEED = 10_000, 20_000, 25_000
 FINAL_SEED, GIF_SEED = 30_000, 40_000
 MOVING_AVERAGE = 20  # episodes in the plot's and the progress line's running mean
@@ -1081,12 +1089,12 @@ class Checks:
     reward threshold is checked on --confirm-episodes more, and passing that check is "solved".
     Training then goes on ("polishing"), and every evaluation is a check on those same
     --confirm-episodes episodes. A snapshot that matches or beats the best check so far is
-    then scored on as many other episodes, which no check chose on ("certified"), and the kept
-    snapshot is the one that certifies best. (Kept for its best check alone, a snapshot is the
-    luckiest of many noisy scores on the same episodes, and does worse on others.) Polishing
-    ends at a perfect certification (where the env has a known highest return: CartPole's
-    500), after --polish-patience checks in a row that keep nothing new, or after
-    --polish-steps steps.
+    then scored on --certify-episodes other episodes, which no check chose on ("certified"),
+    and the kept snapshot is the one that certifies best. (Kept for its best check alone, a
+    snapshot is the luckiest of many noisy scores on the same episodes, and does worse on
+    others.) Polishing ends at a perfect certification (where the env has a known highest
+    return: CartPole's 500), after --polish-patience checks in a row that keep nothing new, or
+    after --polish-steps steps.
     """
 
     def __init__(self, cfg: Config, spec):
@@ -1147,7 +1155,7 @@ class Checks:
         self.best_check = check
         kept = self.best["score"]
         certified = self.score(
-            weights, self.cfg.confirm_episodes, CERTIFY_SEED, kept if kept > -math.inf else None
+            weights, self.cfg.certify_episodes, CERTIFY_SEED, kept if kept > -math.inf else None
         )
         self.certifications.append((step, check, certified))
         if certified > kept:

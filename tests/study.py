@@ -366,31 +366,55 @@ def report(runs: list[dict], seeds: list[int] | None) -> str:
     return "\n".join(lines)
 
 
-def polish_report(runs: list[dict], budgets=(0, 2_500, 5_000, 10_000, 20_000, 30_000)) -> str:
-    """What shorter polishing would have kept, read from each solved run's checks: after the
-    solve every evaluation is the same 100-episode check, so the best check within a budget is
-    the snapshot that budget would have saved (runs stop early at a perfect check)."""
+def replay_polishing(run: dict, patience: int, budget: int) -> tuple[float, int]:
+    """What Checks would have kept with `patience` and `budget`, replayed from a run that
+    polished with no patience: (the kept snapshot's certified score, polishing steps used).
+    The checks after the solve and the certifications are in the run's row; a certification
+    cut short is a lower bound below the kept score, which is all a comparison needs."""
+    start = int(run["steps_to_solve"])
+    certified = {int(s): score for s, _, score in json.loads(run["certifications"])}
+    checks = [(int(s), m) for s, m in json.loads(run["evaluations"]) if int(s) >= start]
+    perfect = PERFECT if (run.get("env") or "CartPole-v1") == "CartPole-v1" else math.inf
+    kept, best_check, stale, step = -math.inf, -math.inf, 0, start
+    for step, check in checks:
+        if step > start + budget:
+            step = start + budget
+            break
+        stale += 1
+        if check >= best_check:
+            best_check = check
+            if certified[step] > kept:
+                kept, stale = certified[step], 0
+        if kept >= perfect or (patience and stale >= patience):
+            break
+    return kept, step - start
+
+
+def polish_report(runs: list[dict], patiences=(0, 2, 3, 5, 8), budgets=(10_000, 30_000)) -> str:
+    """Polishing rules replayed from runs that polished their whole budget with no patience:
+    the snapshot each rule keeps (its certified score) and the steps it takes."""
     lines = [
-        "| variant | polish budget (steps) | runs | perfect check within it | mean of best "
-        "checks | lowest best check | median steps used |",
+        "| variant | polish budget | patience (checks) | runs | median steps used | kept "
+        "snapshot's certified score: median, lowest | runs that keep less than the whole budget |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for variant in dict.fromkeys(r["variant"] for r in runs):
         solved = [r for r in runs if r["variant"] == variant and r["solved"] == "True"]
-        for budget in budgets:
-            best, used = [], []
-            for r in solved:
-                start = int(r["steps_to_solve"])
-                checks = [(s, m) for s, m in json.loads(r["evaluations"]) if s >= start]
-                within = [(s, m) for s, m in checks if s <= start + budget]
-                best.append(max(m for _, m in within))
-                perfect = [s for s, m in within if m >= PERFECT]
-                used.append((perfect[0] if perfect else min(start + budget, checks[-1][0])) - start)
-            best = np.array(best)
-            lines.append(
-                f"| {variant} | {budget:,} | {len(best)} | {int((best >= PERFECT).sum())} "
-                f"| {best.mean():.1f} | {best.min():.1f} | {median(used):,.0f} |"
-            )
+        if not solved:
+            continue
+        full_budget = max(int(r["steps"]) - int(r["steps_to_solve"]) for r in solved)
+        for budget in [b for b in budgets if b <= full_budget] or [full_budget]:
+            whole = [replay_polishing(r, 0, budget)[0] for r in solved]
+            for patience in patiences:
+                kept, used = zip(
+                    *(replay_polishing(r, patience, budget) for r in solved), strict=True
+                )
+                worse = sum(k < w for k, w in zip(kept, whole, strict=True))
+                lines.append(
+                    f"| {variant} | {budget:,} | {patience or 'none'} | {len(kept)} "
+                    f"| {median(used):,.0f} | {median(kept):.1f}, {min(kept):.1f} "
+                    f"| {worse} |"
+                )
     return "\n".join(lines)
 
 

@@ -1,6 +1,7 @@
 """The study's statistics against values worked out by hand: every interval in the README and
 in results/study/README.md comes from these functions."""
 
+import json
 import math
 
 import numpy as np
@@ -84,8 +85,45 @@ def test_report_gives_solved_counts_medians_and_paired_ratios():
     assert "| 3/4 | 5,000 (3,500-not solved) |" in row_b
     assert "| not solved | not solved |" in row_b
     assert "| 2.00 (" in row_b  # 5,000 / 2,500
-    assert "| 500.0, 500.0 | 4/4 | 4/4 | 5.0 |" in row_a  # every model >= 495 and perfect
-    assert "| 490.0, 490.0 | 0/4 | 0/4 | 5.0 |" in row_b
+    # Saved models: median and lowest; >= 475, >= 495, at 500; then the median process time.
+    assert "| 500.0, 500.0 | 4/4 | 4/4 | 4/4 | 5.0 |" in row_a
+    assert "| 490.0, 490.0 | 4/4 | 0/4 | 0/4 | 5.0 |" in row_b
+
+
+def test_the_ratio_interval_pairs_the_seeds():
+    # b takes exactly twice a's steps on every seed: paired, every resample's ratio is 2, so
+    # the interval is the point; unpaired, a's spread (1,000 to 64,000) would make it wide.
+    steps = [1000, 2000, 4000, 8000, 16000, 32000, 64000]
+    runs = runs_of("a", steps) + runs_of("b", [2 * s for s in steps])
+    row_b = next(line for line in study.report(runs, None).splitlines() if line.startswith("| b"))
+    assert "| 2.00 (2.00-2.00) |" in row_b
+
+
+def polished_run(checks, certifications, solved_at=1000):
+    """A study row of a solved Acrobot run: (step, score) checks from the solve on."""
+    return {
+        "env": "Acrobot-v1",
+        "steps_to_solve": str(solved_at),
+        "evaluations": json.dumps([[500, -300.0], *checks]),
+        "certifications": json.dumps(certifications),
+    }
+
+
+def test_replaying_polishing_keeps_what_checks_would_have_kept():
+    # Checks every 1,000 steps from the solve at 1,000; those that match the best so far are
+    # certified: 1,000 (-90 -> -95), 3,000 (-85 -> -88), 6,000 (-80 -> -92).
+    checks = [[1000, -90.0], [2000, -99.0], [3000, -85.0], [4000, -86.0], [5000, -87.0],
+              [6000, -80.0], [7000, -95.0]]  # fmt: skip
+    certified = [[1000, -90.0, -95.0], [3000, -85.0, -88.0], [6000, -80.0, -92.0]]
+    run = polished_run(checks, certified)
+    # No patience: the best certified (-88, at 3,000) over the whole 6,000 steps.
+    assert study.replay_polishing(run, 0, 30_000) == (-88.0, 6000)
+    # Patience 2: after 3,000 kept, 4,000 and 5,000 keep nothing: stop at 5,000.
+    assert study.replay_polishing(run, 2, 30_000) == (-88.0, 4000)
+    # Patience 1: 2,000 keeps nothing: stop there with the solve's snapshot.
+    assert study.replay_polishing(run, 1, 30_000) == (-95.0, 1000)
+    # A budget of 1,500 steps ends before the 3,000 check.
+    assert study.replay_polishing(run, 0, 1500) == (-95.0, 1500)
 
 
 def test_parse_seeds_and_seed_text_round_trip():
