@@ -143,6 +143,23 @@ def test_every_flag_is_in_help():
         assert "--" + field.name.replace("_", "-") in result.stdout
 
 
+def test_the_readme_flag_table_lists_every_flag_with_its_default():
+    import dataclasses
+    import re
+
+    import dqn_cartpole
+
+    readme = (ROOT / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `(--[a-z-]+)`[^|]*\| `?([^|`]*)`? \|", readme, re.M))
+    for field in dataclasses.fields(dqn_cartpole.Config):
+        name = dqn_cartpole.flag(field.name)
+        assert name in rows, f"{name} is not in the README's flag table"
+        if field.type != "bool" and field.default is not None:
+            default = field.default
+            shown = f"{default:g}" if isinstance(default, float) else str(default)
+            assert rows[name].replace(",", "") in (shown, str(default)), (name, rows[name])
+
+
 # ---- A real default run ----------------------------------------------------------------------
 
 
