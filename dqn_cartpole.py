@@ -114,8 +114,8 @@ class Config:
     max_steps: int = setting(150_000, "give up after this many env steps if not solved")
     polish_steps: int = setting(
         30_000,
-        "once solved, train up to this many more steps and keep the snapshot that does best on "
-        "--confirm-episodes fresh episodes (0: stop at once)",
+        "once solved, train up to this many more steps and keep the snapshot that certifies "
+        "best (0: stop at once)",
         low=0,
     )
     polish_patience: int = setting(
@@ -190,19 +190,21 @@ class Config:
 
 
 # Settings per env, kept as rl-baselines3-zoo keeps its hyperparameters: --env picks a row and
-# any flag given on the command line overrides it. CartPole-v1's row is the defaults above. The
-# other rows were chosen on tuning seeds 0-99 (results/study/envs.md names the study and runs).
+# any flag given on the command line overrides it. CartPole-v1's row is the defaults above. For
+# Acrobot and MountainCar, CartPole's settings solve every tuning seed tried; their rows check
+# less often (their episodes are long until the agent learns) and polish the whole budget: on
+# tuning seeds 0-4, stopping after 5 or fewer checks without a better snapshot kept clearly
+# worse ones (results/study/envs.md). LunarLander's row is a first guess, not yet tuned.
 ENV_SETTINGS: dict[str, dict] = {
     "CartPole-v1": {},
-    "Acrobot-v1": {"eval_every": 1_000, "polish_steps": 20_000, "polish_patience": 5},
-    "MountainCar-v0": {"eval_every": 1_000, "polish_steps": 20_000, "polish_patience": 5},
+    "Acrobot-v1": {"eval_every": 1_000, "polish_steps": 20_000},
+    "MountainCar-v0": {"eval_every": 1_000, "polish_steps": 20_000},
     "LunarLander-v3": {
         "max_steps": 150_000,
         "memory_size": 50_000,
         "epsilon_decay": 0.9998,
         "eval_every": 5_000,
         "polish_steps": 30_000,
-        "polish_patience": 3,
     },
 }
 

@@ -20,8 +20,11 @@ import argparse
 import ast
 import contextlib
 import copy
+import hashlib
 import io
 import os
+import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,7 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "dqn_cartpole.py"
-TIMEOUT = 300  # seconds for one mutant's tests; the whole file passes in about 30
+TIMEOUT = 150  # seconds for one mutant's tests; the whole file passes in about 40
 
 # The DQN core: functions, or classes (all their methods), by name.
 CORE = {
@@ -239,7 +242,7 @@ def make_mutants(source: str) -> list[dict]:
     return mutants
 
 
-class MutantTimeout(Exception):
+class MutantTimeout(BaseException):  # not an Exception: no `except Exception` may swallow it
     """A mutant's tests ran past TIMEOUT: a loop that no longer ends, say."""
 
 
@@ -270,13 +273,19 @@ def worker(indices: list[int]) -> None:
         raise MutantTimeout
 
     signal.signal(signal.SIGALRM, alarm)
-    for index in [-1, *indices]:  # -1: the script itself, which must pass, as a control
+    # -1 is the script itself, a control that must pass: first, every 50 mutants and last, so
+    # that a mutant that left the process broken cannot pass off the next ones as killed.
+    order = [-1]
+    for i, index in enumerate(indices, 1):
+        order += [index, -1] if i % 50 == 0 or i == len(indices) else [index]
+    for index in order:
         module = types.ModuleType("dqn_cartpole")
         module.__file__ = str(SCRIPT)
         for name in [n for n in sys.modules if n in ("dqn_cartpole", "test_units", "conftest")]:
             del sys.modules[name]
         outcome = Outcome()
-        signal.alarm(TIMEOUT)
+        # Fire at TIMEOUT and every 10 s after, in case a handler in the way swallowed one.
+        signal.setitimer(signal.ITIMER_REAL, TIMEOUT, 10)
         try:
             sys.modules["dqn_cartpole"] = module  # dataclasses look their module up here
             source = SCRIPT.read_text() if index < 0 else mutants[index]["source"]
@@ -296,17 +305,35 @@ def worker(indices: list[int]) -> None:
                 [f"error:{type(exc).__name__}:{exc}".replace(" ", "_")],
             )
         finally:
-            signal.alarm(0)
-        if index < 0 and result != "survived":
-            sys.exit(f"the unmutated script fails its tests here: {outcome.failed}")
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        if index < 0:
+            if result != "survived":
+                sys.exit(f"the unmutated script fails its tests here: {outcome.failed}")
+            print("control passed", flush=True)
+            continue
         print(f"{result} {index} {(outcome.failed or ['-'])[0]}", flush=True)
         gc.collect()
 
 
-def run_all(mutants: list[dict], jobs: int) -> list[tuple[str, str]]:
-    """Share the mutants among `jobs` worker processes; collect their outcomes."""
+def run_all(mutants: list[dict], jobs: int, log: Path | None = None) -> list[tuple[str, str]]:
+    """Share the mutants among `jobs` worker processes; collect their outcomes. With `log`,
+    each outcome is appended there as it comes, and mutants already in it (for the same
+    script) are not run again: a stopped run resumes."""
     outcomes: list = [None] * len(mutants)
-    position = {m["index"]: i for i, m in enumerate(mutants)}
+    sha = hashlib.sha256(SCRIPT.read_bytes()).hexdigest()[:12]
+    done = {}
+    if log and log.exists():
+        for line in log.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 4 and parts[0] == sha:
+                done[int(parts[1])] = (parts[2], parts[3])
+    for i, m in enumerate(mutants):
+        outcomes[i] = done.get(m["index"])
+    todo = [m for m in mutants if m["index"] not in done]
+    if not todo:
+        return outcomes
+    mutants_all, mutants = mutants, todo
+    position = {m["index"]: i for i, m in enumerate(mutants_all)}
     shares = [[m["index"] for m in mutants[j::jobs]] for j in range(jobs)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     with tempfile.TemporaryDirectory() as cache:
@@ -332,8 +359,11 @@ def run_all(mutants: list[dict], jobs: int) -> list[tuple[str, str]]:
                     continue
                 index = position[int(parts[1])]
                 outcomes[index] = (parts[0], parts[2])
+                if log:
+                    with open(log, "a") as f:
+                        f.write(f"{sha} {parts[1]} {parts[0]} {parts[2]}\n")
                 done += 1
-                m = mutants[index]
+                m = mutants_all[index]
                 print(f"[{done}/{len(mutants)}] {parts[0]:>8} {m['function']}:{m['line_no']} "
                       f"{m['change']} {parts[2]}", flush=True)  # fmt: skip
 
@@ -341,11 +371,47 @@ def run_all(mutants: list[dict], jobs: int) -> list[tuple[str, str]]:
             list(pool.map(read, procs))
         for proc in procs:
             proc.wait()
+    mutants = mutants_all
     missing = [i for i, o in enumerate(outcomes) if o is None]
     if missing:  # a worker died (a mutant that crashed the interpreter): count as killed
         for i in missing:
             outcomes[i] = ("killed", "the worker process died")
     return outcomes
+
+
+def project_copy(folder: Path) -> Path:
+    copy_ = folder / "project"
+    shutil.copytree(
+        ROOT, copy_, ignore=shutil.ignore_patterns(".venv", ".git", "results", "__pycache__")
+    )
+    return copy_
+
+
+def verify(mutants: list[dict], log: Path, count: int) -> None:
+    """Run `count` mutants that the workers killed again, each in a fresh process of its own
+    (a copy of the project, pytest from scratch), and say whether each is killed there too."""
+    sha = hashlib.sha256(SCRIPT.read_bytes()).hexdigest()[:12]
+    killed = [int(line.split()[1]) for line in log.read_text().splitlines()
+              if line.startswith(sha) and line.split()[2] == "killed"]  # fmt: skip
+    sample = random.Random(0).sample(killed, min(count, len(killed)))
+    by_index = {m["index"]: m for m in mutants}
+    agree = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = project_copy(Path(tmp))
+        for index in sample:
+            m = by_index[index]
+            (workdir / "dqn_cartpole.py").write_text(m["source"])
+            proc = subprocess.run(
+                [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                 "-p", "no:xdist", "tests/test_units.py"],
+                cwd=workdir, capture_output=True, text=True, timeout=600,
+                env={**os.environ, "DQN_CARTPOLE_CACHE": str(Path(tmp) / "xla")},
+            )  # fmt: skip
+            agree += proc.returncode != 0
+            outcome = "killed" if proc.returncode else "SURVIVED"
+            print(f"{index} {m['function']}:{m['line_no']} {m['change']}: {outcome} in a "
+                  "fresh process", flush=True)  # fmt: skip
+    print(f"{agree} of {len(sample)} killed mutants are killed in a fresh process too")
 
 
 def report(mutants: list[dict], outcomes: list[tuple], seconds: float) -> tuple[str, int]:
@@ -385,6 +451,11 @@ def main() -> None:
     parser.add_argument("--report", type=Path, help="also write the report here (Markdown)")
     parser.add_argument("--only", help="only mutants whose function or line contains this")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--log", type=Path, help="append outcomes here; resume from it")
+    parser.add_argument(
+        "--verify", type=int, metavar="N",
+        help="rerun N killed mutants from --log, each in a fresh process",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.worker:
         worker([int(i) for i in args.worker.split(",")])
@@ -392,13 +463,16 @@ def main() -> None:
     mutants = make_mutants(SCRIPT.read_text())
     if args.only:
         mutants = [m for m in mutants if args.only in m["function"] or args.only in m["line"]]
+    if args.verify:
+        verify(mutants, args.log, args.verify)
+        return
     if args.list:
         for m in mutants:
             print(f"{m['function']}:{m['line_no']}: {m['change']}: {m['line']}")
         print(f"{len(mutants)} mutants")
         return
     start = time.perf_counter()
-    outcomes = run_all(mutants, args.jobs)
+    outcomes = run_all(mutants, args.jobs, args.log)
     text, holes = report(mutants, outcomes, time.perf_counter() - start)
     print(text)
     if args.report:

@@ -329,11 +329,12 @@ def report(runs: list[dict], seeds: list[int] | None) -> str:
         "own evaluation (a run that saved no model scores -inf).",
         "",
         "| variant | flags | solved | median steps (IQR) | 95% CI of median | ratio to "
-        f"{variants[0]} (95% CI) | 90th percentile | worst | saved models: median, lowest "
+        f"{variants[0]} (95% CI) | seeds faster, slower | 90th percentile | worst "
+        "| saved models: median, lowest "
         f"| models >= {line:g} |"
         + (f" models >= {GOOD:g} | models at {PERFECT:g} |" if cartpole else "")
         + " median process s |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         + (" ---: | ---: |" if cartpole else ""),
     ]
     for i, variant in enumerate(variants):
@@ -346,11 +347,16 @@ def report(runs: list[dict], seeds: list[int] | None) -> str:
         ratio_low, ratio_high = interval(np.where(np.isnan(ratio), math.inf, ratio))
         point = median(values) / median(to_solve[0])
         ratio_text = "-" if i == 0 else f"{point:.2f} ({ratio_low:.2f}-{ratio_high:.2f})"
+        # Seed by seed against the first row (an unsolved run is slower than any solved one).
+        faster = int((to_solve[i] < to_solve[0]).sum())
+        slower = int((to_solve[i] > to_solve[0]).sum())
+        wins = "-" if i == 0 else f"{faster}, {slower}"
         lines.append(
             f"| {variant} | `{rows[0]['flags'] or '(defaults)'}` "
             f"| {int(np.isfinite(values).sum())}/{len(values)} "
             f"| {steps(median(values))} ({steps(quantile(values, 0.25))}-"
             f"{steps(quantile(values, 0.75))}) | {steps(low)}-{steps(high)} | {ratio_text} "
+            f"| {wins} "
             f"| {steps(quantile(values, 0.9))} | {steps(values[-1])} "
             f"| {median(own):.1f}, {own.min():.1f} | {int((own >= line).sum())}/{len(own)} |"
             + (
@@ -390,7 +396,9 @@ def replay_polishing(run: dict, patience: int, budget: int) -> tuple[float, int]
     return kept, step - start
 
 
-def polish_report(runs: list[dict], patiences=(0, 2, 3, 5, 8), budgets=(10_000, 30_000)) -> str:
+def polish_report(
+    runs: list[dict], patiences=(0, 2, 3, 5, 8, 12), budgets=(5_000, 10_000, 20_000)
+) -> str:
     """Polishing rules replayed from runs that polished their whole budget with no patience:
     the snapshot each rule keeps (its certified score) and the steps it takes."""
     lines = [
@@ -400,10 +408,12 @@ def polish_report(runs: list[dict], patiences=(0, 2, 3, 5, 8), budgets=(10_000, 
     ]
     for variant in dict.fromkeys(r["variant"] for r in runs):
         solved = [r for r in runs if r["variant"] == variant and r["solved"] == "True"]
+        solved = [r for r in solved if r.get("certifications")]  # older runs kept no record
         if not solved:
+            lines.append(f"| {variant} | (no runs with certifications) | | | | | |")
             continue
         full_budget = max(int(r["steps"]) - int(r["steps_to_solve"]) for r in solved)
-        for budget in [b for b in budgets if b <= full_budget] or [full_budget]:
+        for budget in sorted({b for b in budgets if b < full_budget} | {full_budget}):
             whole = [replay_polishing(r, 0, budget)[0] for r in solved]
             for patience in patiences:
                 kept, used = zip(

@@ -96,7 +96,7 @@ def test_the_ratio_interval_pairs_the_seeds():
     steps = [1000, 2000, 4000, 8000, 16000, 32000, 64000]
     runs = runs_of("a", steps) + runs_of("b", [2 * s for s in steps])
     row_b = next(line for line in study.report(runs, None).splitlines() if line.startswith("| b"))
-    assert "| 2.00 (2.00-2.00) |" in row_b
+    assert "| 2.00 (2.00-2.00) | 0, 7 |" in row_b  # and slower on every one of the 7 seeds
 
 
 def polished_run(checks, certifications, solved_at=1000):

@@ -255,22 +255,34 @@ def test_replay_pulls_only_the_taken_actions_q_value(tensorflow_ready):
     assert not np.array_equal(new_kernel[:, 0], kernel[:, 0])  # action 0's column did move
 
 
-def spy_on_training(monkeypatch, agent):
-    """Count env steps as train() takes them; note the step of every target copy."""
-    steps, copies = [0], []
-    act, copy = agent.get_action, agent.update_target_network
+def spy_on_training(monkeypatch, agent, evaluations=False):
+    """Count env steps as train() takes them; note the step of every target copy, every replay
+    and, with `evaluations` (which then all score 0), every evaluation."""
+    steps, seen = [0], {"copies": [], "replays": [], "evaluations": []}
+    act, copy, replay = agent.get_action, agent.update_target_network, agent.experience_replay
 
     def counting_act(state):
         steps[0] += 1
         return act(state)
 
     def noting_copy():
-        copies.append(steps[0])
+        seen["copies"].append(steps[0])
         copy()
+
+    def noting_replay():
+        seen["replays"].append(steps[0])
+        return replay()
+
+    def noting_evaluate(weights, env_id, episodes, seed, pass_mark=None):
+        seen["evaluations"].append(steps[0])
+        return np.zeros(episodes)
 
     monkeypatch.setattr(agent, "get_action", counting_act)
     monkeypatch.setattr(agent, "update_target_network", noting_copy)
-    return copies
+    monkeypatch.setattr(agent, "experience_replay", noting_replay)
+    if evaluations:
+        monkeypatch.setattr(dqn, "evaluate", noting_evaluate)
+    return seen
 
 
 def small_config(**overrides):
@@ -289,9 +301,9 @@ def small_config(**overrides):
 
 def test_target_network_is_copied_every_target_update_every_steps(tensorflow_ready, monkeypatch):
     agent = dqn.DQNAgent(small_config(target_update_every=300))
-    copies = spy_on_training(monkeypatch, agent)
+    seen = spy_on_training(monkeypatch, agent)
     dqn.train(agent, agent.cfg, dqn.StopFlag())
-    assert copies == [300, 600, 900, 1200]
+    assert seen["copies"] == [300, 600, 900, 1200]
     for a, b in zip(agent.target_network.get_weights(), agent.weights, strict=True):
         assert not np.array_equal(a, b)  # 100 steps of replay since the last copy
 
@@ -619,29 +631,6 @@ def test_a_replay_that_breaks_the_weights_keeps_the_last_finite_ones(tensorflow_
             np.testing.assert_array_equal(kept, before)
 
 
-def spy_on_replays_and_evaluations(monkeypatch, agent):
-    """Note the env step of every replay and every evaluation that train() makes."""
-    steps, replays, evaluations = [0], [], []
-    act, replay = agent.get_action, agent.experience_replay
-
-    def counting_act(state):
-        steps[0] += 1
-        return act(state)
-
-    def noting_replay():
-        replays.append(steps[0])
-        return replay()
-
-    def noting_evaluate(weights, env_id, episodes, seed, pass_mark=None):
-        evaluations.append(steps[0])
-        return np.zeros(episodes)
-
-    monkeypatch.setattr(agent, "get_action", counting_act)
-    monkeypatch.setattr(agent, "experience_replay", noting_replay)
-    monkeypatch.setattr(dqn, "evaluate", noting_evaluate)
-    return replays, evaluations
-
-
 def test_replay_starts_once_min_observations_are_stored_and_runs_every_train_every_steps(
     tensorflow_ready, monkeypatch
 ):
@@ -649,10 +638,10 @@ def test_replay_starts_once_min_observations_are_stored_and_runs_every_train_eve
     # multiple of 8 with at least 100 stored (104), and evaluations every 50 steps from then on.
     cfg = small_config(n_step=1, min_observations=100, train_every=8, eval_every=50, max_steps=400)
     agent = dqn.DQNAgent(cfg)
-    replays, evaluations = spy_on_replays_and_evaluations(monkeypatch, agent)
+    seen = spy_on_training(monkeypatch, agent, evaluations=True)
     dqn.train(agent, cfg, dqn.StopFlag())
-    assert replays == list(range(104, 401, 8))
-    assert evaluations == list(range(100, 401, 50))
+    assert seen["replays"] == list(range(104, 401, 8))
+    assert seen["evaluations"] == list(range(100, 401, 50))
 
 
 # ---- Other envs, and a memory that scales ----------------------------------------------------
