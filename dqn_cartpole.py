@@ -14,7 +14,7 @@ from the seed (the README says why, with the figures):
 - the defaults use Double DQN targets, 3-step returns, gamma 0.99, a target copy every 100
   steps and 256 -> 256 hidden units; the seed's design is one flag set away:
   --hidden 24,12 --n-step 1 --no-double-dqn --gamma 0.95 --target-update-every 500
-  --learning-rate 0.001.
+  --learning-rate 0.001 --epsilon-decay 0.999.
 
 The run is solved once a greedy evaluation reaches the env's reward threshold (475 for
 CartPole-v1) and a 100-episode check confirms it; training then goes on a little and keeps the
@@ -150,7 +150,7 @@ class Config:
     min_observations: int = setting(1_000, "transitions stored before experience replay starts")
     epsilon_start: float = setting(1.0, "initial exploration rate")
     epsilon_min: float = setting(0.01, "exploration rate floor")
-    epsilon_decay: float = setting(0.999, "epsilon is multiplied by this after every env step")
+    epsilon_decay: float = setting(0.998, "epsilon is multiplied by this after every env step")
     target_update_every: int = setting(100, "copy the Q-network into the target every N env steps")
     train_every: int = setting(16, "run experience replay every N env steps ...")
     gradient_steps: int = setting(
@@ -173,7 +173,7 @@ class Config:
         100, "episodes that must confirm a passing evaluation", high=5_000
     )
     certify_episodes: int = setting(
-        100,
+        300,
         "once solved, a snapshot that matches the best check is scored on this many other "
         "episodes; the best of those scores is kept",
         high=5_000,

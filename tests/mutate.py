@@ -278,9 +278,16 @@ def worker(indices: list[int]) -> None:
     order = [-1]
     for i, index in enumerate(indices, 1):
         order += [index, -1] if i % 50 == 0 or i == len(indices) else [index]
-    for index in order:
+    files = Path(tempfile.mkdtemp(prefix="mutants-"))
+    for n, index in enumerate(order):
+        # The mutant's source goes to a file of its own, and the module names it: TensorFlow's
+        # autograph reads a function's source back from its file, line by line, to compile it.
+        path = files / str(n) / "dqn_cartpole.py"
+        path.parent.mkdir()
+        source = SCRIPT.read_text() if index < 0 else mutants[index]["source"]
+        path.write_text(source)
         module = types.ModuleType("dqn_cartpole")
-        module.__file__ = str(SCRIPT)
+        module.__file__ = str(path)
         for name in [n for n in sys.modules if n in ("dqn_cartpole", "test_units", "conftest")]:
             del sys.modules[name]
         outcome = Outcome()
@@ -288,8 +295,7 @@ def worker(indices: list[int]) -> None:
         signal.setitimer(signal.ITIMER_REAL, TIMEOUT, 10)
         try:
             sys.modules["dqn_cartpole"] = module  # dataclasses look their module up here
-            source = SCRIPT.read_text() if index < 0 else mutants[index]["source"]
-            exec(compile(source, str(SCRIPT), "exec"), module.__dict__)
+            exec(compile(source, str(path), "exec"), module.__dict__)
             with contextlib.redirect_stdout(io.StringIO()):  # pytest's own report: not needed
                 code = pytest.main(
                     ["-x", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
