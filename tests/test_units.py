@@ -394,9 +394,26 @@ def test_atomic_path_writes_files_with_the_usual_permissions(tmp_path):
 
 def test_fifo_memory_when_full_drops_the_oldest():
     memory = dqn.ReplayMemory(10, n_observations=4, rng=np.random.default_rng(0), policy="fifo")
-    fill(memory, 25)
+    fill(memory, 23)  # 13 past full: the ring's oldest row is in slot 3, not halfway round
     assert len(memory) == 10
-    assert list(memory.transitions()[:, 0]) == list(range(15, 25))  # the newest ten, in order
+    assert list(memory.transitions()[:, 0]) == list(range(13, 23))  # the newest ten, in order
+
+
+class CountingRng:
+    """Stands in for the minibatch generator: draws 0, 1, 2, ... in turn."""
+
+    def integers(self, high, size):
+        return np.arange(size) % high
+
+
+def test_fifo_memory_samples_by_age_as_a_deque_would():
+    # Index i of a draw is the i-th oldest transition, as in a deque(maxlen): the ring's
+    # position does not show through (so FIFO runs are those of the deque they replace).
+    memory = dqn.ReplayMemory(10, n_observations=4, rng=np.random.default_rng(0), policy="fifo")
+    fill(memory, 23)
+    memory.batch_rng = CountingRng()
+    states, *_ = memory.sample(1, 10)
+    assert list(states[0, :, 0]) == list(range(13, 23))
 
 
 def set_dense(model, kernels_and_biases):
