@@ -108,6 +108,20 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "Equivalent: the loop's i and len(weights) are both even (a kernel and a bias a layer), "
         "so i < n - 2 and i < n - 3 hold for the same i: ReLU on every layer but the last."
     ),
+    ("DQNAgent._gradient_step", "q = model(states, training=True)", "`True` -> `False`"): (
+        "Equivalent: `training` only changes layers such as dropout or batch normalisation, "
+        "and the Q-network is Dense layers alone (build_q_network, and --watch refuses others)."
+    ),
+    (
+        "DQNAgent.next_value",
+        "next_q = self.target_network(next_states, training=False)",
+        "`False` -> `True`",
+    ): ("Equivalent, as above: Dense layers behave the same in training and inference."),
+    (
+        "DQNAgent.next_value",
+        "online_q = self.q_network(next_states, training=False)",
+        "`False` -> `True`",
+    ): ("Equivalent, as above: Dense layers behave the same in training and inference."),
     ("DQNAgent.get_action", "if self.rng.random() < self.epsilon:", "`<` -> `<=`"): (
         "Equivalent but for a draw exactly equal to epsilon: random() returns one of 2**53 "
         "values, so the two differ with probability 2**-53 per step."

@@ -300,7 +300,7 @@ def steps(value: float) -> str:
     return "not solved" if math.isinf(value) else f"{value:,.0f}"
 
 
-def report(runs: list[dict], seeds: list[int] | None) -> str:
+def report(runs: list[dict], seeds: list[int] | None, within=()) -> str:
     variants = list(dict.fromkeys(row["variant"] for row in runs))
     by_variant = {v: {int(r["seed"]): r for r in runs if r["variant"] == v} for v in variants}
     if seeds is None:  # the seeds every variant has finished
@@ -367,6 +367,11 @@ def report(runs: list[dict], seeds: list[int] | None) -> str:
             )
             + f" {median(seconds):.1f} |"
         )
+    for budget in within:
+        counts = ", ".join(
+            f"{v} {int((to_solve[i] <= budget).sum())}/{len(seeds)}" for i, v in enumerate(variants)
+        )
+        lines += ["", f"Solved within {budget:,} steps: {counts}."]
     if missing:
         lines += ["", f"Left out (not every seed finished): {', '.join(missing)}."]
     return "\n".join(lines)
@@ -539,6 +544,7 @@ def main() -> None:
         "--polish", action="store_true", help="also: what shorter polishing would have kept"
     )
     parser.add_argument("--title", default="DQN on CartPole-v1", help="the figure's title")
+    parser.add_argument("--within", help="also count seeds solved within these steps: 6000,10000")
     parser.add_argument(
         "--evaluate", type=Path, help="only score this .keras model with the study's evaluation"
     )
@@ -566,7 +572,7 @@ def main() -> None:
     runs = [r for r in runs if int(r["seed"]) in seeds]
     if not runs:
         sys.exit(f"study: no finished runs for seeds {args.seeds} in {args.runs}")
-    table = report(runs, None)
+    table = report(runs, None, parse_seeds(args.within) if args.within else ())
     if args.polish:
         table += "\n\n" + polish_report(runs)
     print(table)

@@ -88,6 +88,8 @@ def test_report_gives_solved_counts_medians_and_paired_ratios():
     # Saved models: median and lowest; >= 475, >= 495, at 500; then the median process time.
     assert "| 500.0, 500.0 | 4/4 | 4/4 | 4/4 | 5.0 |" in row_a
     assert "| 490.0, 490.0 | 4/4 | 0/4 | 0/4 | 5.0 |" in row_b
+    counts = study.report(runs, None, within=(2_500,))
+    assert "Solved within 2,500 steps: a 2/4, b 1/4." in counts
 
 
 def test_the_ratio_interval_pairs_the_seeds():

@@ -255,6 +255,26 @@ def test_replay_pulls_only_the_taken_actions_q_value(tensorflow_ready):
     assert not np.array_equal(new_kernel[:, 0], kernel[:, 0])  # action 0's column did move
 
 
+@pytest.mark.parametrize("broken", ["loss", "weights"])
+def test_a_replay_with_either_a_broken_loss_or_broken_weights_reports_nan(
+    tensorflow_ready, monkeypatch, broken
+):
+    # Either alone is divergence: a finite loss can come with weights that overflowed in the
+    # very update that followed it, and a NaN loss with weights not yet broken.
+    import tensorflow as tf
+
+    agent = dqn.DQNAgent(small_config(hidden="8", gradient_steps=1))
+    fill(agent.memory, 64)
+    before = [w.copy() for w in agent.weights]
+    size = sum(w.size for w in before)
+    loss = float("nan") if broken == "loss" else 0.5
+    flat = np.full(size, np.nan if broken == "weights" else 0.25, np.float32)
+    monkeypatch.setattr(agent, "_replay", lambda *batches: (tf.constant(loss), tf.constant(flat)))
+    assert math.isnan(agent.experience_replay())
+    for kept, old in zip(agent.weights, before, strict=True):
+        np.testing.assert_array_equal(kept, old)
+
+
 def spy_on_training(monkeypatch, agent, evaluations=False):
     """Count env steps as train() takes them; note the step of every target copy, every replay
     and, with `evaluations` (which then all score 0), every evaluation."""
