@@ -42,7 +42,13 @@ import zipfile
 import zlib
 from pathlib import Path
 
-import numpy as np
+# One math thread for NumPy, as for TensorFlow (setup_tensorflow): the arrays are small, so more
+# threads only wait on each other, badly so on a busy machine; and one thread gives the numbers
+# of the study's and the benchmark's runs, which are pinned this way. Set before NumPy starts.
+for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
+
+import numpy as np  # noqa: E402
 
 PROCESS_START = time.perf_counter()  # seconds_to_solve and total_seconds count from here
 

@@ -122,11 +122,39 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "online_q = self.q_network(next_states, training=False)",
         "`False` -> `True`",
     ): ("Equivalent, as above: Dense layers behave the same in training and inference."),
+    ("DQNAgent._gradient_steps", "loss = tf.constant(0.0)", "the statement deleted"): (
+        "Equivalent: validate() makes --gradient-steps at least 1, so the loop always sets "
+        "`loss` before it is returned; the first value is never read."
+    ),
+    ("DQNAgent._gradient_steps", "loss = tf.constant(0.0)", "`0.0` -> `1.0`"): (
+        "Equivalent, for the same reason: the starting value is always overwritten."
+    ),
+    (
+        "DQNAgent._gradient_step",
+        "model.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))",
+        "`True` -> `False`",
+    ): (
+        "Equivalent: `strict` only raises when the two lists differ in length, and the "
+        "gradients are taken of exactly these variables."
+    ),
+    (
+        "evaluate",
+        "best_to_come = running.sum() * bound * (limit - t) if bound is not None else 0.0",
+        "`0.0` -> `1.0`",
+    ): (
+        "Equivalent: with no bound the value is never read (the test below it starts with "
+        "`bound is not None and`)."
+    ),
     ("DQNAgent.get_action", "if self.rng.random() < self.epsilon:", "`<` -> `<=`"): (
         "Equivalent but for a draw exactly equal to epsilon: random() returns one of 2**53 "
         "values, so the two differ with probability 2**-53 per step."
     ),
 }
+
+REPORT_HEADER = (
+    "# Mutation check\n\nOutput of `python tests/mutate.py {args}` (the rules are in the "
+    "file's docstring).\n\n"
+)
 
 SWAPS = {
     ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult,
@@ -451,7 +479,10 @@ def verify(mutants: list[dict], log: Path, count: int) -> None:
     print(f"{agree} of {len(sample)} killed mutants are killed in a fresh process too")
 
 
-def report(mutants: list[dict], outcomes: list[tuple], seconds: float) -> tuple[str, int]:
+def report(mutants: list[dict], outcomes: list, seconds: float) -> tuple[str, int]:
+    """The report; a mutant whose outcome is None was not run (a run stopped part way)."""
+    not_run = sum(o is None for o in outcomes)
+    outcomes = [o or ("not run", "") for o in outcomes]
     killed = sum(o[0] in ("killed", "timeout") for o in outcomes)
     survivors = [(m, o) for m, o in zip(mutants, outcomes, strict=True) if o[0] == "survived"]
     holes = [m for m, _ in survivors if (m["function"], m["line"], m["change"]) not in EQUIVALENT]
@@ -462,14 +493,18 @@ def report(mutants: list[dict], outcomes: list[tuple], seconds: float) -> tuple[
         f"{len(mutants)} mutants of the DQN core ({len(mutants) - len(PLANTED)} by rule, "
         f"{len(PLANTED)} planted); {killed} killed by a failing unit test (or a time-out), "
         f"{len(survivors)} survived: {len(survivors) - len(holes)} argued equivalent below, "
-        f"{len(holes)} not. {seconds / 60:.0f} minutes.",
+        f"{len(holes)} not."
+        + (f" **{not_run} not run yet.**" if not_run else "")
+        + (f" {seconds / 60:.0f} minutes." if seconds else ""),
         "",
-        "| function | mutants | killed | survived |",
-        "| --- | ---: | ---: | ---: |",
+        "| function | mutants | killed | survived | not run |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     for name, results in by_function.items():
-        alive = results.count("survived")
-        lines.append(f"| `{name}` | {len(results)} | {len(results) - alive} | {alive} |")
+        alive, left = results.count("survived"), results.count("not run")
+        lines.append(
+            f"| `{name}` | {len(results)} | {len(results) - alive - left} | {alive} | {left} |"
+        )
     lines += ["", "Survivors:", ""]
     for m, _ in survivors:
         reason = EQUIVALENT.get((m["function"], m["line"], m["change"]), "**NOT EXPLAINED**")
@@ -489,6 +524,7 @@ def main() -> None:
     parser.add_argument("--only", help="only mutants whose function or line contains this")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--log", type=Path, help="append outcomes here; resume from it")
+    parser.add_argument("--report-only", action="store_true", help="report from --log alone")
     parser.add_argument(
         "--verify", type=int, metavar="N",
         help="rerun N killed mutants from --log, each in a fresh process",
@@ -503,6 +539,17 @@ def main() -> None:
     if args.verify:
         verify(mutants, args.log, args.verify)
         return
+    if args.report_only:  # from --log alone, with what is not in it yet marked "not run"
+        sha, done = core_hash(), {}
+        for line in args.log.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 4 and parts[0] == sha:
+                done[int(parts[1])] = (parts[2], parts[3])
+        text, holes = report(mutants, [done.get(m["index"]) for m in mutants], 0)
+        print(text)
+        if args.report:
+            args.report.write_text(REPORT_HEADER.format(args=" ".join(sys.argv[1:])) + text + "\n")
+        return
     if args.list:
         for m in mutants:
             print(f"{m['function']}:{m['line_no']}: {m['change']}: {m['line']}")
@@ -513,11 +560,7 @@ def main() -> None:
     text, holes = report(mutants, outcomes, time.perf_counter() - start)
     print(text)
     if args.report:
-        header = (
-            "# Mutation check\n\nOutput of `python tests/mutate.py --report "
-            f"{args.report}` (see the file's docstring for the rules).\n\n"
-        )
-        args.report.write_text(header + text + "\n")
+        args.report.write_text(REPORT_HEADER.format(args=" ".join(sys.argv[1:])) + text + "\n")
     sys.exit(1 if holes else 0)
 
 

@@ -739,3 +739,18 @@ def test_the_memory_size_flag_is_bounded_by_the_bytes_of_its_rows():
     dqn.validate(cfg)
     with pytest.raises(dqn.ConfigError, match="GiB of rows for CartPole-v1; at most 4 GiB"):
         dqn.validate(dataclasses.replace(cfg, memory_size=cfg.memory_size + 1))
+
+
+def test_training_loop_acts_from_each_next_state_and_counts_every_reward(tensorflow_ready):
+    # CartPole pays 1 a step, so an episode's return is its length; and within an episode each
+    # stored transition starts where the one before it ended.
+    cfg = small_config(max_steps=400, n_step=1, memory_size=400, min_observations=400)
+    agent = dqn.DQNAgent(cfg)
+    run = dqn.train(agent, cfg, dqn.StopFlag())
+    rows = agent.memory.transitions()
+    ends = np.array([steps for _, steps, _, _ in run["episodes"]])
+    returns = np.array([episode_return for _, _, episode_return, _ in run["episodes"]])
+    np.testing.assert_array_equal(returns, np.diff([0, *ends]))
+    within = np.setdiff1d(np.arange(len(rows) - 1), ends - 1)  # steps that did not end one
+    np.testing.assert_array_equal(rows[within + 1, :4], rows[within, 7:11])
+    assert len(within) > 300 and len(ends) > 5
