@@ -5,9 +5,9 @@
     python dqn_cartpole.py --watch results/model.keras   # evaluate a saved agent
 
 The algorithm is the classic DQN of the seed design: a Keras Q-network (ReLU, He-normal, Adam,
-MSE), a target network copied every few steps, a deque replay memory that overwrites a random
-slot once full, and epsilon-greedy actions with epsilon decayed every step. Where it departs
-from the seed (the README says why, with the figures):
+MSE), a target network copied every few steps, a replay memory that overwrites a random slot
+once full (the seed's deque, as one preallocated array), and epsilon-greedy actions with epsilon
+decayed every step. Where it departs from the seed (the README says why, with the figures):
 - only a real termination stops the bootstrap: the 500-step time limit is a truncation;
 - the network is trained by a compiled TensorFlow function that runs several gradient steps
   per call, and acts through a NumPy copy of its weights, instead of predict()/fit() per step;
@@ -18,9 +18,10 @@ from the seed (the README says why, with the figures):
 
 The run is solved once a greedy evaluation reaches the env's reward threshold (475 for
 CartPole-v1) and a 100-episode check confirms it; training then goes on a little and keeps the
-snapshot that does best on that check. What lands in --results-dir: model.keras, summary.json,
-episodes.csv, rewards.png, before.gif and after.gif. A run holds a lock on the folder while it
-works, and if the folder cannot be written at the end, the model goes to a temporary folder.
+snapshot that does best on episodes that no check chose it on (Checks says how). What lands in
+--results-dir: model.keras, summary.json, episodes.csv, rewards.png, before.gif and after.gif.
+A run holds a lock on the folder while it works, and if the folder cannot be written at the
+end, the model goes to a temporary folder.
 """
 
 from __future__ import annotations
