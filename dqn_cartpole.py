@@ -610,8 +610,8 @@ def build_q_network(n_observations: int, n_actions: int, learning_rate: float, l
 def q_values(weights: list[np.ndarray], states: np.ndarray) -> np.ndarray:
     """The Q-network's forward pass in NumPy, from [kernel, bias, kernel, bias, ...].
 
-    Acting and evaluating need one forward pass per env step: NumPy does it in microseconds,
-    a tf.function call costs about 0.5 ms and model.predict() about 50 ms (results/benchmark.md).
+    Acting and evaluating need one forward pass per env step: NumPy took 5.8 us on the seed's
+    network where model.predict() took 54 ms (results/benchmark.md).
     """
     hidden = states
     last = len(weights) - 2
@@ -807,7 +807,7 @@ class DQNAgent:
             loss = self._gradient_step(
                 states[k], actions[k], rewards[k], next_states[k], terminated[k], discounts[k]
             )
-        # One flat tensor back instead of six: each tensor -> NumPy copy costs ~35 us.
+        # One flat tensor back instead of six: each tensor -> NumPy copy is a call of its own.
         flat = tf.concat([tf.reshape(w, [-1]) for w in self.q_network.weights], axis=0)
         return loss, flat
 
@@ -908,8 +908,8 @@ def play_episode(weights, env, seed: int, render: bool = False):
 
 
 def half_size(frame: np.ndarray) -> np.ndarray:
-    """Average 2x2 pixel blocks: a quarter of the pixels to encode (GIFs encode slowly: 9 s for
-    500 full-size frames, 1.4 s at half size), and the 1-pixel track line stays visible."""
+    """Average 2x2 pixel blocks: a quarter of the pixels for the slow GIF encoder, and the
+    1-pixel track line stays visible."""
     f = frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2].astype(np.uint16)
     return ((f[0::2, 0::2] + f[1::2, 0::2] + f[0::2, 1::2] + f[1::2, 1::2]) // 4).astype(np.uint8)
 

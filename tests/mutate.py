@@ -34,7 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "dqn_cartpole.py"
-TIMEOUT = 150  # seconds for one mutant's tests; the whole file passes in about 40
+TIMEOUT = 300  # seconds for one mutant's tests (a loop that no longer ends); the file passes in ~60
 
 # The DQN core: functions, or classes (all their methods), by name.
 CORE = {
@@ -175,12 +175,18 @@ NAMES = {
 }  # fmt: skip
 
 
-def core_hash() -> str:
-    """A hash of the DQN core's code alone (and the planted bugs): a log of outcomes stays
-    valid while only other parts of the script (defaults, messages) change."""
-    tree = ast.parse(SCRIPT.read_text())
-    text = "".join(ast.unparse(node) for _, node in core_functions(tree)) + repr(PLANTED)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+def core_hash(source: str | None = None) -> str:
+    """A hash of the DQN core's code alone, without its docstrings (and the planted bugs): a
+    log of outcomes stays valid while only other parts of the script (defaults, messages) or
+    text for people change, which no mutant touches."""
+    tree = ast.parse(SCRIPT.read_text() if source is None else source)
+    text = ""
+    for _, node in core_functions(tree):
+        body = node.body
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            node.body = body[1:] or [ast.Pass()]
+        text += ast.unparse(node)
+    return hashlib.sha256((text + repr(PLANTED)).encode()).hexdigest()[:12]
 
 
 def core_functions(tree: ast.Module):

@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import SCRIPT, run_script
+from conftest import SCRIPT, run_main, run_script
 
 import dqn_cartpole as dqn
 
@@ -111,7 +111,9 @@ def test_results_dir_that_cannot_be_made_is_one_line_before_tensorflow(tmp_path)
 
 def test_a_second_run_into_a_busy_folder_is_refused_and_the_first_is_unharmed(tmp_path):
     out = tmp_path / "out"
-    first = start_script("--results-dir", out, "--max-steps", "1000000", "--no-gifs")
+    first = start_script(
+        "--results-dir", out, "--max-steps", "1000000", "--no-gifs", "--log-every", "100"
+    )
     try:
         wait_for_training(first)
         second = run_script("--results-dir", out, *SHORT_RUN, timeout=60)
@@ -129,15 +131,17 @@ def test_a_second_run_into_a_busy_folder_is_refused_and_the_first_is_unharmed(tm
     assert no_hidden_files(out)  # the lock went with the first run
 
 
-def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path):
+def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path, tensorflow_ready, capsys):
     out = tmp_path / "out"
-    killed = start_script("--results-dir", out, "--max-steps", "1000000", "--no-gifs")
+    killed = start_script(
+        "--results-dir", out, "--max-steps", "1000000", "--no-gifs", "--log-every", "100"
+    )
     wait_for_training(killed)
     killed.kill()  # SIGKILL: no clean-up at all
     killed.communicate(timeout=60)
     assert (out / dqn.LOCK_NAME).read_text().strip() == str(killed.pid)
 
-    result = run_script("--results-dir", out, *SHORT_RUN)
+    result = run_main(capsys, "--results-dir", out, *SHORT_RUN)
     assert result.returncode == 0, result.stderr
     assert f"taking over a stale lock of pid {killed.pid}" in result.stdout
     assert no_hidden_files(out) and (out / "summary.json").exists()
@@ -145,7 +149,9 @@ def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path):
 
 def test_sigterm_stops_and_saves_like_ctrl_c(tmp_path):
     out = tmp_path / "out"
-    proc = start_script("--results-dir", out, "--max-steps", "1000000", "--no-gifs")
+    proc = start_script(
+        "--results-dir", out, "--max-steps", "1000000", "--no-gifs", "--log-every", "100"
+    )
     wait_for_training(proc)
     proc.terminate()
     _, err = proc.communicate(timeout=60)
@@ -218,7 +224,7 @@ def mount_tmpfs(folder: Path, size: str) -> bool:
     return result.returncode == 0
 
 
-def test_a_full_disk_at_the_end_loses_nothing(tmp_path):
+def test_a_full_disk_at_the_end_loses_nothing(tmp_path, tensorflow_ready, capsys):
     disk = tmp_path / "disk"
     if not mount_tmpfs(disk, "64k"):
         pytest.skip("cannot mount a tmpfs here (needs root); the removed-folder test covers it")
@@ -228,7 +234,7 @@ def test_a_full_disk_at_the_end_loses_nothing(tmp_path):
         # Fill the disk but for one page: the start-up probe fits, the 30 kB model does not.
         with open(disk / "filler", "wb") as f:
             f.write(b"\0" * (60 * 1024))
-        result = run_script("--results-dir", out, *SHORT_RUN)
+        result = run_main(capsys, "--results-dir", out, *SHORT_RUN)
         check_lost_write(result, out, "model.keras", "No space left on device")
         assert list(out.iterdir()) == []  # no partial file, no temporary file, no lock
     finally:
@@ -250,10 +256,10 @@ def test_atomic_path_leaves_no_temporary_file_when_the_folder_is_gone(tmp_path):
     assert not folder.exists()
 
 
-def test_the_lock_is_released_when_the_loss_blows_up(tmp_path):
+def test_the_lock_is_released_when_the_loss_blows_up(tmp_path, tensorflow_ready, capsys):
     out = tmp_path / "out"
-    result = run_script(
-        "--learning-rate", "1e30", "--max-steps", "20000", "--no-gifs", "--results-dir", out
+    result = run_main(
+        capsys, "--learning-rate", "1e30", "--max-steps", "20000", "--no-gifs", "--results-dir", out
     )
     assert result.returncode == 1 and no_hidden_files(out)
 
@@ -270,8 +276,9 @@ def test_a_failed_write_releases_the_lock_and_leaves_no_temporary_file(
             raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(dqn, "plot_rewards", full_disk)
-    assert dqn.main(["--results-dir", str(out), *SHORT_RUN]) == 1
-    line = one_error_line(capsys.readouterr().err)
+    result = run_main(capsys, "--results-dir", out, *SHORT_RUN)
+    assert result.returncode == 1
+    line = one_error_line(result.stderr)
     assert f"cannot write {out / 'rewards.png'}: No space left on device" in line
     fallback = sorted(p.name for p in fallback_folder(line).iterdir())
     assert fallback == ["episodes.csv", "model.keras", "summary.json"]

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import time
 
 import gymnasium as gym
 import numpy as np
@@ -137,6 +138,9 @@ gym.register(
 
 
 def test_training_loop_stores_truncation_as_not_terminated(tensorflow_ready):
+    import keras
+
+    keras.utils.set_random_seed(0)  # the same network whichever tests ran before
     cfg = dqn.Config(
         env="ShortCartPole-v1",
         max_steps=600,
@@ -589,7 +593,8 @@ def sgd_agent(**overrides):
     import keras
 
     keras.utils.set_random_seed(11)  # the same networks whichever tests ran before
-    cfg = dqn.Config(hidden="16,16", batch_size=1, gradient_steps=1, no_xla=True, **overrides)
+    settings = dict(hidden="16,16", batch_size=1, gradient_steps=1, no_xla=True)
+    cfg = dqn.Config(**{**settings, **overrides})
     agent = dqn.DQNAgent(cfg)
     agent.q_network.compile(optimizer=keras.optimizers.SGD(learning_rate=1e-3), loss=cfg.loss)
     agent.q_network.optimizer.build(agent.q_network.trainable_variables)
@@ -754,3 +759,115 @@ def test_training_loop_acts_from_each_next_state_and_counts_every_reward(tensorf
     within = np.setdiff1d(np.arange(len(rows) - 1), ends - 1)  # steps that did not end one
     np.testing.assert_array_equal(rows[within + 1, :4], rows[within, 7:11])
     assert len(within) > 300 and len(ends) > 5
+
+
+def test_replay_averages_the_loss_over_its_minibatch(tensorflow_ready):
+    # Four draws of the one stored row: a mean over the minibatch moves the weights and reports
+    # the loss as one row would; a sum would move them (and report) four times as much.
+    agent = sgd_agent(batch_size=4)
+    state, next_state = np.random.default_rng(6).normal(size=(2, 4)).astype(np.float32)
+    q = dqn.q_values(agent.weights, state)
+    agent.memory.store(state, 0, float(q[0]) + 3.0, next_state, 1.0, 0.81)  # 3 too low
+    bias = agent.weights[-1].copy()
+    loss = agent.experience_replay()
+    assert loss == pytest.approx(3.0**2 / agent.n_actions, rel=1e-4)  # MSE over the 2 actions
+    assert agent.weights[-1][0] - bias[0] == pytest.approx(1e-3 * 2 * 3.0 / 2, rel=1e-3)
+
+
+def test_a_check_stops_at_the_very_step_its_mean_can_no_longer_pass():
+    # Two envs pushed left end after 10 and 8 steps (reset seed 7). From step 8 on, the most
+    # they can reach is 8 + 500 = 508 in all; a pass mark of 254.25 (508.5 in all) is just out
+    # of reach, so the check stops at step 8 and the longer episode counts 8. Half a point more
+    # in the bound (a step off in the steps still to come) and the check would play on to 10.
+    weights = constant_policy(4, 2, 0)
+    np.testing.assert_array_equal(first_episode_lengths(2, seed=7, action=0), [10, 8])
+    cut = dqn.evaluate(weights, "CartPole-v1", episodes=2, seed=7, pass_mark=508.5 / 2)
+    np.testing.assert_array_equal(cut, [8, 8])
+    whole = dqn.evaluate(weights, "CartPole-v1", episodes=2, seed=7, pass_mark=507.5 / 2)
+    np.testing.assert_array_equal(whole, [10, 8])  # still within reach: played out
+
+
+@pytest.mark.parametrize("pass_mark", [None, 500.0], ids=["played-out", "cut-short"])
+def test_evaluate_closes_its_envs(monkeypatch, pass_mark):
+    made, closed, make_vec = [], [], gym.make_vec
+
+    def noting_make_vec(*args, **kwargs):
+        envs = make_vec(*args, **kwargs)
+        made.append(envs)
+        close = envs.close
+        envs.close = lambda: closed.append(envs) or close()  # CartPole's own close sets no flag
+        return envs
+
+    monkeypatch.setattr(gym, "make_vec", noting_make_vec)
+    dqn.evaluate(constant_policy(4, 2, 0), "CartPole-v1", episodes=3, seed=0, pass_mark=pass_mark)
+    assert len(made) == 1 and closed == made
+
+
+# ---- The loop's bookkeeping: phases, progress lines, why it stopped --------------------------
+
+
+def test_the_clock_charges_collecting_the_first_replay_and_learning_to_their_phases(
+    tensorflow_ready, monkeypatch
+):
+    # Note the phase that the clock is charging when the loop resets the env and replays.
+    cfg = small_config(max_steps=200, min_observations=64, train_every=16, n_step=1)
+    agent = dqn.DQNAgent(cfg)
+    seen, reset, replay = [], agent.env.reset, agent.experience_replay
+
+    def noting_reset(**kwargs):
+        seen.append(("reset", dqn.CLOCK.stack[-1]))
+        return reset(**kwargs)
+
+    def noting_replay():
+        seen.append(("replay", dqn.CLOCK.stack[-1]))
+        return replay()
+
+    monkeypatch.setattr(agent.env, "reset", noting_reset)
+    monkeypatch.setattr(agent, "experience_replay", noting_replay)
+    dqn.CLOCK.switch("before_training")
+    dqn.train(agent, cfg, dqn.StopFlag())
+    assert seen[0] == ("reset", "collect")  # the first reset is already training's
+    replays = [phase for what, phase in seen if what == "replay"]
+    assert replays == ["compile"] + ["learn"] * (len(replays) - 1) and len(replays) == 9
+    assert dqn.CLOCK.stack == ["after_training"]  # what follows is charged elsewhere
+    assert {"collect", "compile", "learn"} <= set(dqn.CLOCK.seconds)
+
+
+def test_training_prints_progress_every_log_every_steps(tensorflow_ready, capsys):
+    cfg = small_config(max_steps=300, log_every=100)
+    dqn.train(dqn.DQNAgent(cfg), cfg, dqn.StopFlag())
+    lines = [line for line in capsys.readouterr().out.splitlines() if "steps/s" in line]
+    assert [int(line.split()[1]) for line in lines] == [100, 200, 300]
+
+
+def test_a_stop_request_ends_training_after_the_step_it_came_in(tensorflow_ready, monkeypatch):
+    cfg = small_config(max_steps=500)
+    agent, stop, calls = dqn.DQNAgent(cfg), dqn.StopFlag(), [0]
+    act = agent.get_action
+
+    def acting_then_interrupted(state):
+        calls[0] += 1
+        if calls[0] == 41:
+            stop.signal = 2  # as Ctrl-C sets it, during step 41
+        return act(state)
+
+    monkeypatch.setattr(agent, "get_action", acting_then_interrupted)
+    run = dqn.train(agent, cfg, stop)
+    assert run["stop_reason"] == "interrupted" and run["steps"] == 41
+
+
+def test_a_diverged_replay_stops_training_and_says_so(tensorflow_ready, capsys):
+    cfg = small_config(max_steps=1_000, learning_rate=1e30, hidden="8")
+    before = time.perf_counter()
+    run = dqn.train(dqn.DQNAgent(cfg), cfg, dqn.StopFlag())
+    elapsed = time.perf_counter() - before
+    assert run["stop_reason"] == "diverged" and run["steps"] < cfg.max_steps
+    assert "training diverged" in capsys.readouterr().out
+    assert 0 < run["train_seconds"] <= elapsed  # the loop's own seconds, not a sum of clocks
+
+
+def test_a_check_returns_the_score_it_records(tensorflow_ready, monkeypatch):
+    agent = dqn.DQNAgent(small_config())
+    checks = dqn.Checks(agent.cfg, agent.env.spec)
+    monkeypatch.setattr(dqn, "evaluate", lambda *args, **kwargs: np.full(10, 123.0))
+    assert checks.evaluate(250, agent) == 123.0 == checks.evaluations[-1][1]
