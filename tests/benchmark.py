@@ -2,6 +2,7 @@
 
     python tests/benchmark.py                 # seeds 0-4, each pinned to core 1, one math thread
     python tests/benchmark.py --seeds 10 --core 0
+    python tests/benchmark.py --only suite    # the test suite against be4424b's: both cores
 
 Each seed runs as a whole process (imports, training and polishing, the final check, saving,
 the plot), pinned with `taskset`, and the table shows steps and seconds to solve, whole-process
@@ -286,6 +287,60 @@ def startup_benchmark(core: int, repeats: int = 5) -> None:
         print(f"  {label}: {statistics.median(times):.2f} s ({min(times):.2f}-{max(times):.2f})")
 
 
+SUITE_BASE = "be4424b"  # the commit whose suite the test-time goal halves
+
+
+def suite_benchmark(base: str, repeats: int) -> None:
+    """The whole test suite as the README runs it (both cores) against the suite of commit
+    `base` as its README ran it (one process), in turn, `repeats` pairs, in worktrees of their
+    own with this Python; wall seconds, tests passed, and the ratio pair by pair."""
+    import re
+
+    commands = {
+        f"{base} suite (python -m pytest -q)": [],
+        "this suite (python -m pytest -q -n auto --dist loadfile)": ["-n", "auto", "--dist",
+                                                                      "loadfile"],
+    }  # fmt: skip
+    times, counts = {label: [] for label in commands}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {}
+        for label, commit in zip(commands, (base, "HEAD"), strict=True):
+            trees[label] = Path(tmp) / commit
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(trees[label]), commit],
+                check=True, capture_output=True,
+            )  # fmt: skip
+        try:
+            for _ in range(repeats):
+                for label, extra in commands.items():
+                    start = time.perf_counter()
+                    result = subprocess.run(
+                        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra],
+                        cwd=trees[label], capture_output=True, text=True,
+                    )  # fmt: skip
+                    times[label].append(time.perf_counter() - start)
+                    summary = result.stdout.strip().splitlines()[-1]
+                    if result.returncode != 0:
+                        sys.exit(f"{label}: exit {result.returncode}: {summary}")
+                    counts[label] = int(re.search(r"(\d+) passed", summary).group(1))
+        finally:
+            for tree in trees.values():
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                                str(tree)], capture_output=True)  # fmt: skip
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    print(f"\nTest suite: commit {base} against {head}, run in turn, {repeats} pairs, "
+          f"{os.cpu_count()} cores:")  # fmt: skip
+    for label, values in times.items():
+        print(f"  {label}: {counts[label]} passed; median {statistics.median(values):.1f} s "
+              f"({', '.join(f'{v:.1f}' for v in values)})")  # fmt: skip
+    old, new = times.values()
+    ratios = [b / a for a, b in zip(old, new, strict=True)]
+    print(f"  this / {base}, pair by pair: median {statistics.median(ratios):.3f} "
+          f"({min(ratios):.3f}-{max(ratios):.3f}); ratio of medians "
+          f"{statistics.median(new) / statistics.median(old):.3f}")  # fmt: skip
+
+
 def dqn_defaults_hidden() -> str:
     sys.path.insert(0, str(ROOT))
     import dqn_cartpole as dqn
@@ -299,9 +354,11 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0, help="the first seed")
     parser.add_argument("--core", type=int, default=1, help="the CPU core to pin to")
     parser.add_argument(
-        "--only", choices=("seeds", "startup", "cache", "memory", "micro"), action="append",
-        help="run only these parts (default: all)",
+        "--only", choices=("seeds", "startup", "cache", "memory", "micro", "suite"),
+        action="append", help="run only these parts (default: all but suite)",
     )  # fmt: skip
+    parser.add_argument("--suite-base", default=SUITE_BASE, help="the commit to race the suite")
+    parser.add_argument("--suite-pairs", type=int, default=3, help="pairs of suite runs")
     parser.add_argument("--memory-child", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -323,6 +380,8 @@ def main() -> None:
         cache_benchmark(args.core)
     if "memory" in parts:
         memory_benchmark(args.core)
+    if "suite" in parts:
+        suite_benchmark(args.suite_base, args.suite_pairs)
     if "micro" in parts:
         for hidden in ("24,12", dqn_defaults_hidden()):  # the seed's network, then the default
             micro_benchmark(args.core, hidden)

@@ -145,6 +145,28 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "Equivalent: with no bound the value is never read (the test below it starts with "
         "`bound is not None and`)."
     ),
+    (
+        "Checks.__init__",
+        "self.stale = 0  # polishing checks in a row that kept nothing new",
+        "`0` -> `1`",
+    ): (
+        "Equivalent: `stale` is read only once solved (polish_end), and the solve itself runs "
+        "consider() on a check above -inf, whose certification beats the kept -inf and sets "
+        "`stale` to 0 before anything reads it."
+    ),
+    (
+        "Checks.__init__",
+        'self.best = {"score": -math.inf, "check": None, "weights": None, "step": 0}',
+        "`0` -> `1`",
+    ): (
+        "Equivalent: this first `best` has no weights, and is replaced before its step is read: "
+        "by the first evaluation (any finite score beats -inf), or in result(), which gives a "
+        "`best` without weights the step training stopped at."
+    ),
+    ("train", "replays += 1", "`+` -> `-`"): (
+        "Equivalent: `replays` is only asked whether it is 0 (the first replay, charged to the "
+        "compile phase) or not (learning has begun), and -1, -2, ... are no more 0 than 1, 2."
+    ),
     ("DQNAgent.get_action", "if self.rng.random() < self.epsilon:", "`<` -> `<=`"): (
         "Equivalent but for a draw exactly equal to epsilon: random() returns one of 2**53 "
         "values, so the two differ with probability 2**-53 per step."
