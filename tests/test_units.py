@@ -871,3 +871,17 @@ def test_a_check_returns_the_score_it_records(tensorflow_ready, monkeypatch):
     checks = dqn.Checks(agent.cfg, agent.env.spec)
     monkeypatch.setattr(dqn, "evaluate", lambda *args, **kwargs: np.full(10, 123.0))
     assert checks.evaluate(250, agent) == 123.0 == checks.evaluations[-1][1]
+
+
+def test_before_the_solve_the_best_short_evaluation_is_the_kept_snapshot(
+    tensorflow_ready, monkeypatch
+):
+    # A run that never solves keeps the snapshot of its best 10-episode evaluation: 300 at
+    # step 200, not a later, worse one, nor the last weights.
+    scores = iter([100.0, 300.0, 200.0, 250.0])
+    monkeypatch.setattr(dqn, "evaluate", lambda w, e, n, *args, **kw: np.full(n, next(scores)))
+    agent = dqn.DQNAgent(small_config(eval_every=100, max_steps=400))
+    run = dqn.train(agent, agent.cfg, dqn.StopFlag())
+    assert run["steps_to_solve"] is None and run["stop_reason"] == "max_steps"
+    assert run["best"]["step"] == 200 and run["best"]["score"] == 300.0
+    assert [score for _, score in run["evaluations"]] == [100.0, 300.0, 200.0, 250.0]
