@@ -300,7 +300,7 @@ def steps(value: float) -> str:
     return "not solved" if math.isinf(value) else f"{value:,.0f}"
 
 
-def report(runs: list[dict], seeds: list[int] | None, within=()) -> str:
+def report(runs: list[dict], seeds: list[int] | None, within=(), at_least=()) -> str:
     variants = list(dict.fromkeys(row["variant"] for row in runs))
     by_variant = {v: {int(r["seed"]): r for r in runs if r["variant"] == v} for v in variants}
     if seeds is None:  # the seeds every variant has finished
@@ -372,6 +372,13 @@ def report(runs: list[dict], seeds: list[int] | None, within=()) -> str:
             f"{v} {int((to_solve[i] <= budget).sum())}/{len(seeds)}" for i, v in enumerate(variants)
         )
         lines += ["", f"Solved within {budget:,} steps: {counts}."]
+    for score in at_least:
+        counts = ", ".join(
+            f"{v} {sum(float(by_variant[v][s]['own_eval_mean'] or '-inf') >= score for s in seeds)}"
+            f"/{len(seeds)}"
+            for v in variants
+        )
+        lines += ["", f"Saved models scoring {score:g} or more: {counts}."]
     if missing:
         lines += ["", f"Left out (not every seed finished): {', '.join(missing)}."]
     return "\n".join(lines)
@@ -546,6 +553,10 @@ def main() -> None:
     parser.add_argument("--title", default="DQN on CartPole-v1", help="the figure's title")
     parser.add_argument("--within", help="also count seeds solved within these steps: 6000,10000")
     parser.add_argument(
+        "--scoring-at-least", type=float, action="append", default=[],
+        help="also count saved models whose study evaluation is at least this (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
         "--evaluate", type=Path, help="only score this .keras model with the study's evaluation"
     )
     parser.add_argument("--env", default="CartPole-v1", help="the env of --evaluate's model")
@@ -572,7 +583,8 @@ def main() -> None:
     runs = [r for r in runs if int(r["seed"]) in seeds]
     if not runs:
         sys.exit(f"study: no finished runs for seeds {args.seeds} in {args.runs}")
-    table = report(runs, None, parse_seeds(args.within) if args.within else ())
+    within = parse_seeds(args.within) if args.within else ()
+    table = report(runs, None, within, args.scoring_at_least)
     if args.polish:
         table += "\n\n" + polish_report(runs)
     print(table)

@@ -90,6 +90,11 @@ def test_report_gives_solved_counts_medians_and_paired_ratios():
     assert "| 490.0, 490.0 | 4/4 | 0/4 | 0/4 | 5.0 |" in row_b
     counts = study.report(runs, None, within=(2_500,))
     assert "Solved within 2,500 steps: a 2/4, b 1/4." in counts
+    runs[1]["own_eval_mean"] = "499.5"
+    runs[2]["own_eval_mean"] = ""  # no model saved
+    scored = study.report(runs, None, at_least=(495.0, 500.0))
+    assert "Saved models scoring 495 or more: a 3/4, b 0/4." in scored
+    assert "Saved models scoring 500 or more: a 2/4, b 0/4." in scored
 
 
 def test_the_ratio_interval_pairs_the_seeds():
