@@ -876,12 +876,25 @@ def test_a_check_returns_the_score_it_records(tensorflow_ready, monkeypatch):
 def test_before_the_solve_the_best_short_evaluation_is_the_kept_snapshot(
     tensorflow_ready, monkeypatch
 ):
-    # A run that never solves keeps the snapshot of its best 10-episode evaluation: 300 at
-    # step 200, not a later, worse one, nor the last weights.
-    scores = iter([100.0, 300.0, 200.0, 250.0])
+    # A run that never solves keeps the snapshot of its best 10-episode evaluation: the first
+    # 300, at step 200; not a later one that only ties it, nor a worse one, nor the last.
+    scores = iter([100.0, 300.0, 300.0, 250.0])
     monkeypatch.setattr(dqn, "evaluate", lambda w, e, n, *args, **kw: np.full(n, next(scores)))
     agent = dqn.DQNAgent(small_config(eval_every=100, max_steps=400))
     run = dqn.train(agent, agent.cfg, dqn.StopFlag())
     assert run["steps_to_solve"] is None and run["stop_reason"] == "max_steps"
     assert run["best"]["step"] == 200 and run["best"]["score"] == 300.0
-    assert [score for _, score in run["evaluations"]] == [100.0, 300.0, 200.0, 250.0]
+    assert [score for _, score in run["evaluations"]] == [100.0, 300.0, 300.0, 250.0]
+
+
+def test_the_line_itself_passes_and_the_solve_says_so(tensorflow_ready, monkeypatch, capsys):
+    # A 10-episode evaluation of exactly 475 earns the long check, and a check of exactly 475
+    # solves; what the evaluation records is then the check's score, and the run says so.
+    scripted_evaluate(monkeypatch, short=475, checks=[475, 470, 470, 470, 470], certified=[480])
+    agent = dqn.DQNAgent(polish_config())
+    run = dqn.train(agent, agent.cfg, dqn.StopFlag())
+    assert run["steps_to_solve"] == 100 and run["solve_check"] == 475
+    assert run["evaluations"][0] == (100, 475.0)
+    out = capsys.readouterr().out
+    assert "step 100: 100-episode check 475.0\n" in out
+    assert "solved at step 100; polishing for up to 400 more\n" in out
