@@ -348,9 +348,18 @@ def worker(indices: list[int]) -> None:
     sys.path.insert(0, str(ROOT))
     mutants = make_mutants(SCRIPT.read_text())
 
+    killers: list[str] = []  # tests that killed a mutant, the latest first
+
     class Outcome:
         def __init__(self):
             self.failed = []
+
+        def pytest_collection_modifyitems(self, items):
+            # Neighbouring mutants tend to fall to the same test: run the latest killers first.
+            # The order changes only how soon a mutant is killed, not whether (-x stops at the
+            # first failure; a survivor runs every test either way).
+            rank = {name: i for i, name in enumerate(killers)}
+            items.sort(key=lambda item: rank.get(item.name, len(rank)))
 
         def pytest_runtest_logreport(self, report):
             if report.failed:
@@ -405,6 +414,8 @@ def worker(indices: list[int]) -> None:
             print("control passed", flush=True)
             continue
         print(f"{result} {index} {(outcome.failed or ['-'])[0]}", flush=True)
+        if outcome.failed and not outcome.failed[0].startswith("error:"):
+            killers[:] = [outcome.failed[0], *(k for k in killers if k != outcome.failed[0])]
         gc.collect()
 
 

@@ -894,7 +894,22 @@ def test_the_line_itself_passes_and_the_solve_says_so(tensorflow_ready, monkeypa
     agent = dqn.DQNAgent(polish_config())
     run = dqn.train(agent, agent.cfg, dqn.StopFlag())
     assert run["steps_to_solve"] == 100 and run["solve_check"] == 475
+    assert 0 < run["seconds_to_solve"] < time.perf_counter() - dqn.PROCESS_START  # since start
     assert run["evaluations"][0] == (100, 475.0)
     out = capsys.readouterr().out
     assert "step 100: 100-episode check 475.0\n" in out
     assert "solved at step 100; polishing for up to 400 more\n" in out
+
+
+def test_a_later_snapshot_that_only_ties_the_kept_certification_is_not_kept(
+    tensorflow_ready, monkeypatch
+):
+    # The check at step 200 beats the solving one, but its certification only ties (480): the
+    # snapshot kept is still the first.
+    scripted_evaluate(
+        monkeypatch, short=480, checks=[476, 490, 470, 470, 470], certified=[480, 480]
+    )
+    agent = dqn.DQNAgent(polish_config())
+    run = dqn.train(agent, agent.cfg, dqn.StopFlag())
+    assert run["certifications"] == [(100, 476, 480), (200, 490, 480)]
+    assert run["best"]["step"] == 100 and run["best"]["check"] == 476
