@@ -163,6 +163,20 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "by the first evaluation (any finite score beats -inf), or in result(), which gives a "
         "`best` without weights the step training stopped at."
     ),
+    (
+        "Checks.confirm",
+        'self.best = {"score": -math.inf, "check": None, "weights": None, "step": 0}',
+        "`0` -> `1`",
+    ): (
+        "Equivalent: the very next line, consider(), certifies the solving snapshot, and any "
+        "certification beats -inf, so this `best` and its step are replaced before anything "
+        "reads them."
+    ),
+    ("Checks.polish_end", "return None", "the statement deleted"): (
+        "Equivalent for the last line of polish_end (line 1192): a function that ends without "
+        "`return` returns None. (The same deletion of the first `return None`, which guards an "
+        "unsolved run, lets it reach `None + polish_steps` and is killed.)"
+    ),
     ("train", "replays += 1", "`+` -> `-`"): (
         "Equivalent: `replays` is only asked whether it is 0 (the first replay, charged to the "
         "compile phase) or not (learning has begun), and -1, -2, ... are no more 0 than 1, 2."

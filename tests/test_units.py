@@ -338,6 +338,8 @@ def test_training_decays_epsilon_once_per_step_and_stores_every_step(tensorflow_
     run = dqn.train(agent, cfg, dqn.StopFlag())
     assert agent.epsilon == pytest.approx(0.995**700, rel=1e-9)  # 0.03: above the floor
     assert len(agent.memory) + len(agent.recent) == 700 == run["steps"]  # stored or waiting
+    # No evaluation came (eval_every is 10**6): the latest weights are what there is to keep.
+    assert run["best"]["weights"] is agent.weights and run["best"]["step"] == 700
 
 
 # ---- Evaluation and outputs ------------------------------------------------------------------
@@ -485,7 +487,8 @@ def scripted_evaluate(monkeypatch, short, checks, certified=()):
     """Replace evaluate(): short evaluations score `short`, the 100-episode checks the next of
     `checks`, and certifications the next of `certified` (then 0)."""
     checks, certified = iter(checks), iter(certified)
-    calls = []
+    calls, pass_marks = [], []
+    scripted_evaluate.certify_pass_marks = pass_marks  # what each certification had to beat
 
     def fake(weights, env_id, episodes, seed, pass_mark=None):
         if seed == dqn.EVAL_SEED:
@@ -495,6 +498,7 @@ def scripted_evaluate(monkeypatch, short, checks, certified=()):
         else:
             assert seed == dqn.CERTIFY_SEED
             score = next(certified, 0.0)
+            pass_marks.append(pass_mark)
         calls.append((seed, score))
         return np.full(episodes, float(score))
 
@@ -524,6 +528,9 @@ def test_after_solving_checks_that_match_the_best_are_certified_and_the_best_cer
     assert run["best"]["step"] == 200 and run["best"]["score"] == 483
     assert run["best"]["check"] == 490
     assert [seed for seed, _ in calls].count(dqn.CERTIFY_SEED) == 3
+    # The first certification has nothing to beat; each later one may stop once it cannot
+    # beat the kept snapshot's (471, then 483).
+    assert scripted_evaluate.certify_pass_marks == [None, 471, 483]
 
 
 def test_a_perfect_certification_ends_training_at_once(tensorflow_ready, monkeypatch):
@@ -862,6 +869,7 @@ def test_a_diverged_replay_stops_training_and_says_so(tensorflow_ready, capsys):
     run = dqn.train(dqn.DQNAgent(cfg), cfg, dqn.StopFlag())
     elapsed = time.perf_counter() - before
     assert run["stop_reason"] == "diverged" and run["steps"] < cfg.max_steps
+    assert run["best"]["weights"] is None  # no evaluation before it broke: nothing to save
     assert "training diverged" in capsys.readouterr().out
     assert 0 < run["train_seconds"] <= elapsed  # the loop's own seconds, not a sum of clocks
 
@@ -894,11 +902,14 @@ def test_the_line_itself_passes_and_the_solve_says_so(tensorflow_ready, monkeypa
     agent = dqn.DQNAgent(polish_config())
     run = dqn.train(agent, agent.cfg, dqn.StopFlag())
     assert run["steps_to_solve"] == 100 and run["solve_check"] == 475
-    assert 0 < run["seconds_to_solve"] < time.perf_counter() - dqn.PROCESS_START  # since start
+    since_start = time.perf_counter() - dqn.PROCESS_START
+    assert 0 < run["seconds_to_solve"] < since_start
+    assert 0 < run["polish_seconds"] < since_start - run["seconds_to_solve"]  # since the solve
     assert run["evaluations"][0] == (100, 475.0)
     out = capsys.readouterr().out
     assert "step 100: 100-episode check 475.0\n" in out
     assert "solved at step 100; polishing for up to 400 more\n" in out
+    assert "step 100: check 475.0, certified on other episodes 480.0\n" in out
 
 
 def test_a_later_snapshot_that_only_ties_the_kept_certification_is_not_kept(
