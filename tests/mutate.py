@@ -599,10 +599,17 @@ def main() -> None:
             if len(parts) == 4 and parts[0] == sha:
                 done[int(parts[1])] = (parts[2], parts[3])
         text, holes = report(mutants, [done.get(m["index"]) for m in mutants], 0)
+        text = (
+            f"Read from `{args.log}`: each line is one mutant's outcome for the core whose code "
+            f"hashes to `{sha}` (docstrings left out); a run appends to it and resumes from it, so "
+            "the outcomes may come from several runs, and a survivor is run again once its line "
+            "is taken out (as the survivors were after the tests that kill them were added).\n\n"
+            + text
+        )
         print(text)
         if args.report:
             args.report.write_text(REPORT_HEADER.format(args=" ".join(sys.argv[1:])) + text + "\n")
-        return
+        sys.exit(1 if holes else 0)
     if args.list:
         for m in mutants:
             print(f"{m['function']}:{m['line_no']}: {m['change']}: {m['line']}")
