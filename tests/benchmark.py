@@ -298,8 +298,8 @@ def suite_benchmark(base: str, repeats: int) -> None:
 
     commands = {
         f"{base} suite (python -m pytest -q)": [],
-        "this suite (python -m pytest -q -n auto --dist loadfile)": ["-n", "auto", "--dist",
-                                                                      "loadfile"],
+        "this suite (python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder)": [
+            "-n", "auto", "--dist", "loadfile", "--no-loadscope-reorder"],
     }  # fmt: skip
     times, counts = {label: [] for label in commands}, {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -47,3 +47,18 @@ def tensorflow_ready():
     import dqn_cartpole
 
     dqn_cartpole.setup_tensorflow(seed=0)
+
+
+# The suite's files, longest first, in the order that shares them best between two workers
+# under `--dist loadfile --no-loadscope-reorder` (each worker takes two, then whichever is free
+# takes the next): test_units and test_cli on one, test_robustness and test_flags_property on
+# the other, then test_default_run and test_repeatable where there is room.
+FILE_ORDER = [
+    "test_units.py", "test_robustness.py", "test_cli.py", "test_flags_property.py",
+    "test_default_run.py", "test_repeatable.py", "test_study_stats.py",
+]  # fmt: skip
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(FILE_ORDER)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
