@@ -15,6 +15,7 @@ pytest does not collect this file: timings belong in a benchmark, not in a test.
 """
 
 import argparse
+import functools
 import os
 import shutil
 import statistics
@@ -264,6 +265,59 @@ def memory_benchmark(core: int, repeats: int = 5, steps: int = 4_000) -> None:
     print(f"  extra peak memory: median {extra:.0f} MiB for {data:.0f} MiB of rows' data")
 
 
+def vector_env_evaluate(dqn, weights, env_id: str, episodes: int, seed: int):
+    """The way evaluate() played envs without a vector version before: one vector env of them
+    all, which steps every env (or resets it) until the longest episode ends."""
+    import gymnasium as gym
+
+    envs = gym.make_vec(env_id, num_envs=episodes)
+    obs, _ = envs.reset(seed=seed)
+    returns, running = np.zeros(episodes), np.ones(episodes, dtype=bool)
+    for _ in range(envs.spec.max_episode_steps):
+        obs, rewards, terminated, truncated, _ = envs.step(
+            np.argmax(dqn.q_values(weights, obs), axis=1)
+        )
+        returns += np.where(running, rewards, 0.0)
+        running &= ~(terminated | truncated)
+        if not running.any():
+            break
+    envs.close()
+    return returns
+
+
+def evaluate_benchmark(core: int, repeats: int = 5) -> None:
+    """A 100-episode check of each env's stored agent (results/envs/), played by evaluate()
+    against one vector env of all 100 episodes, in turn, in one process on `core`."""
+    os.sched_setaffinity(0, {core})
+    sys.path.insert(0, str(ROOT))
+    from study import model_weights
+
+    import dqn_cartpole as dqn
+
+    print(f"\nA 100-episode check of results/envs/ENV/model.keras, on core {core}, {repeats} "
+          "pairs, in turn:")  # fmt: skip
+    for env_id in ("Acrobot-v1", "MountainCar-v0", "LunarLander-v3"):
+        weights = model_weights(ROOT / "results" / "envs" / env_id / "model.keras")
+        check = (weights, env_id, 100, dqn.CONFIRM_SEED)
+        ways = {
+            "vector env": functools.partial(vector_env_evaluate, dqn, *check),
+            "evaluate()": functools.partial(dqn.evaluate, *check),
+        }
+        same = np.array_equal(*(way() for way in ways.values()))
+        times = {label: [] for label in ways}
+        for _ in range(repeats):
+            for label, way in ways.items():
+                start = time.perf_counter()
+                way()
+                times[label].append(time.perf_counter() - start)
+        old, new = times.values()
+        ratios = [n / o for o, n in zip(old, new, strict=True)]
+        print(f"  {env_id}: vector env {statistics.median(old):.3f} s, evaluate() "
+              f"{statistics.median(new):.3f} s; evaluate() / vector env pair by pair: median "
+              f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f}); "
+              f"same returns: {'yes' if same else 'NO'}")  # fmt: skip
+
+
 def startup_benchmark(core: int, repeats: int = 5) -> None:
     """Whole-process seconds of a run that trains nothing, and of --help (median of `repeats`)."""
     script = [sys.executable, str(ROOT / "dqn_cartpole.py")]
@@ -354,7 +408,7 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0, help="the first seed")
     parser.add_argument("--core", type=int, default=1, help="the CPU core to pin to")
     parser.add_argument(
-        "--only", choices=("seeds", "startup", "cache", "memory", "micro", "suite"),
+        "--only", choices=("seeds", "startup", "cache", "memory", "evaluate", "micro", "suite"),
         action="append", help="run only these parts (default: all but suite)",
     )  # fmt: skip
     parser.add_argument("--suite-base", default=SUITE_BASE, help="the commit to race the suite")
@@ -364,7 +418,7 @@ def main() -> None:
     if args.memory_child:
         memory_child(*args.memory_child)
         return
-    parts = set(args.only or ("seeds", "startup", "cache", "memory", "micro"))
+    parts = set(args.only or ("seeds", "startup", "cache", "memory", "evaluate", "micro"))
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
     if shutil.which("taskset") is None:
@@ -380,6 +434,8 @@ def main() -> None:
         cache_benchmark(args.core)
     if "memory" in parts:
         memory_benchmark(args.core)
+    if "evaluate" in parts:
+        evaluate_benchmark(args.core)
     if "suite" in parts:
         suite_benchmark(args.suite_base, args.suite_pairs)
     if "micro" in parts:

@@ -738,6 +738,84 @@ def test_a_check_plays_every_episode_out_where_no_bound_is_known():
     assert full.max() < 200
 
 
+def random_weights(n_observations, n_actions, seed):
+    rng = np.random.default_rng(seed)
+    return [
+        rng.normal(size=(n_observations, 16)).astype(np.float32),
+        np.zeros(16, np.float32),
+        rng.normal(size=(16, n_actions)).astype(np.float32),
+        np.zeros(n_actions, np.float32),
+    ]
+
+
+class NotedEnv(gym.Wrapper):
+    """Notes, for each step, whether the episode ended there, and whether it was closed."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.ends, self.closed = [], False
+
+    def step(self, action):
+        result = self.env.step(action)
+        self.ends.append(result[2] or result[3])
+        return result
+
+    def close(self):
+        self.closed = True
+        super().close()
+
+
+def noting_make(monkeypatch, fail_after=None):
+    """gym.make, each env made wrapped in NotedEnv; the call after `fail_after` envs raises."""
+    made, make = [], gym.make
+
+    def make_noted(*args, **kwargs):
+        if len(made) == fail_after:
+            raise RuntimeError("no more envs")
+        made.append(NotedEnv(make(*args, **kwargs)))
+        return made[-1]
+
+    monkeypatch.setattr(gym, "make", make_noted)
+    return made
+
+
+def test_evaluate_plays_episode_i_from_seed_plus_i_as_one_env_alone_would():
+    # LunarLander has no vector version, so evaluate() steps its envs one by one: each episode
+    # must be the one that an env alone plays from reset(seed + i), whatever the others do.
+    weights = random_weights(8, 4, seed=0)
+    env = gym.make("LunarLander-v3")
+    alone = [dqn.play_episode(weights, env, seed=5 + i)[0] for i in range(4)]
+    env.close()
+    assert len(set(alone)) == 4
+    returns = dqn.evaluate(weights, "LunarLander-v3", episodes=4, seed=5)
+    np.testing.assert_array_equal(returns, alone)
+
+
+def test_evaluate_steps_each_episode_until_it_ends_and_never_after(monkeypatch):
+    # Stepping an env whose episode is over would cost time (a vector env steps them all until
+    # the longest ends) and could count a second episode.
+    made = noting_make(monkeypatch)
+    dqn.evaluate(random_weights(8, 4, seed=0), "LunarLander-v3", episodes=4, seed=5)
+    assert len(made) == 4
+    for env in made:
+        assert env.ends[-1] and not any(env.ends[:-1])
+    assert len({len(env.ends) for env in made}) > 1  # the episodes end at different steps
+
+
+@pytest.mark.parametrize("pass_mark", [None, -100.0], ids=["played-out", "cut-short"])
+def test_evaluate_closes_each_env_it_made_one_by_one(monkeypatch, pass_mark):
+    made = noting_make(monkeypatch)
+    dqn.evaluate(constant_policy(6, 3, 1), "Acrobot-v1", episodes=3, seed=0, pass_mark=pass_mark)
+    assert len(made) == 3 and all(env.closed for env in made)
+
+
+def test_evaluate_closes_the_envs_made_when_one_cannot_be_made(monkeypatch):
+    made = noting_make(monkeypatch, fail_after=2)
+    with pytest.raises(RuntimeError, match="no more envs"):
+        dqn.evaluate(constant_policy(6, 3, 1), "Acrobot-v1", episodes=4, seed=0)
+    assert len(made) == 2 and all(env.closed for env in made)
+
+
 def test_memory_rows_take_the_bytes_of_their_data_and_sampling_reads_them_in_place():
     memory = dqn.ReplayMemory(1_000_000, n_observations=4, rng=np.random.default_rng(0))
     assert memory.rows.dtype == np.float32 and memory.rows.nbytes == 1_000_000 * 12 * 4
