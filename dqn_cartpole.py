@@ -1050,7 +1050,8 @@ def plot_rewards(path: Path, episodes, evaluations, threshold, title: str, solve
         ax.axvline(solved_at, color="gray", ls=":", lw=1, label="solved; training on to polish")
     ax.set(title=title, xlabel="env steps", ylabel="return per episode")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
+    # Below the axes: inside, it would cover the curve of some env or other.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=3, fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)
