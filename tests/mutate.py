@@ -139,11 +139,15 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ),
     (
         "evaluate",
-        "best_to_come = running.sum() * bound * (limit - t) if bound is not None else 0.0",
+        "best_to_come = running.sum() * bound * steps_left if bound is not None else 0.0",
         "`0.0` -> `1.0`",
     ): (
         "Equivalent: with no bound the value is never read (the test below it starts with "
         "`bound is not None and`)."
+    ),
+    ("evaluate", "for i, action in zip(live, actions, strict=True):", "`True` -> `False`"): (
+        "Equivalent: `strict` only raises when the two differ in length, and `actions` holds "
+        "one action for each index in `live`."
     ),
     (
         "Checks.__init__",
