@@ -550,6 +550,10 @@ def main() -> None:
     parser.add_argument(
         "--polish", action="store_true", help="also: what shorter polishing would have kept"
     )
+    parser.add_argument(
+        "--polish-budgets", default="5000,10000,20000",
+        help="the polishing budgets that --polish replays (the runs' whole budget is added)",
+    )  # fmt: skip
     parser.add_argument("--title", default="DQN on CartPole-v1", help="the figure's title")
     parser.add_argument("--within", help="also count seeds solved within these steps: 6000,10000")
     parser.add_argument(
@@ -586,7 +590,8 @@ def main() -> None:
     within = parse_seeds(args.within) if args.within else ()
     table = report(runs, None, within, args.scoring_at_least)
     if args.polish:
-        table += "\n\n" + polish_report(runs)
+        budgets = [int(b) for b in args.polish_budgets.split(",")]
+        table += "\n\n" + polish_report(runs, budgets=budgets)
     print(table)
     if args.table:
         args.table.parent.mkdir(parents=True, exist_ok=True)
