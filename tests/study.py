@@ -305,6 +305,8 @@ def report(runs: list[dict], seeds: list[int] | None, within=(), at_least=()) ->
     by_variant = {v: {int(r["seed"]): r for r in runs if r["variant"] == v} for v in variants}
     if seeds is None:  # the seeds every variant has finished
         seeds = sorted(set.intersection(*(set(rows) for rows in by_variant.values())))
+    if not seeds:
+        return "The variants share no seed, so there is no paired table; report them one by one."
     missing = [v for v in variants if not set(seeds) <= set(by_variant[v])]
     variants = [v for v in variants if v not in missing]
     to_solve = [
@@ -554,6 +556,10 @@ def main() -> None:
         "--polish-budgets", default="5000,10000,20000",
         help="the polishing budgets that --polish replays (the runs' whole budget is added)",
     )  # fmt: skip
+    parser.add_argument(
+        "--polish-pooled", action="store_true",
+        help="--polish replays the variants' runs as one set (e.g. one row run on two seed sets)",
+    )  # fmt: skip
     parser.add_argument("--title", default="DQN on CartPole-v1", help="the figure's title")
     parser.add_argument("--within", help="also count seeds solved within these steps: 6000,10000")
     parser.add_argument(
@@ -591,7 +597,10 @@ def main() -> None:
     table = report(runs, None, within, args.scoring_at_least)
     if args.polish:
         budgets = [int(b) for b in args.polish_budgets.split(",")]
-        table += "\n\n" + polish_report(runs, budgets=budgets)
+        if args.polish_pooled:
+            pooled = "+".join(dict.fromkeys(r["variant"] for r in runs))
+            polished = [{**r, "variant": pooled} for r in runs]
+        table += "\n\n" + polish_report(polished if args.polish_pooled else runs, budgets=budgets)
     print(table)
     if args.table:
         args.table.parent.mkdir(parents=True, exist_ok=True)

@@ -106,6 +106,14 @@ def test_the_ratio_interval_pairs_the_seeds():
     assert "| 2.00 (2.00-2.00) | 0, 7 |" in row_b  # and slower on every one of the 7 seeds
 
 
+def test_variants_on_different_seeds_get_a_note_not_a_crash():
+    # One row run on two seed sets under two names: no seed in common, so nothing to pair.
+    runs = runs_of("a", [1000, 2000]) + [
+        {**r, "seed": str(int(r["seed"]) + 100)} for r in runs_of("b", [3000, 4000])
+    ]
+    assert "share no seed" in study.report(runs, None)
+
+
 def polished_run(checks, certifications, solved_at=1000):
     """A study row of a solved Acrobot run: (step, score) checks from the solve on."""
     return {
