@@ -578,6 +578,12 @@ def main() -> None:
         parser.error("--runs is required")
     seeds = parse_seeds(args.seeds)
     variants = [parse_variant(v) for v in args.variant]
+    try:
+        budgets = [int(b) for b in args.polish_budgets.split(",")]
+    except ValueError:
+        parser.error(
+            f"--polish-budgets must be whole numbers, comma-separated: {args.polish_budgets}"
+        )
     if not args.report_only:
         if not variants:
             parser.error("name at least one --variant (or use --report-only)")
@@ -596,11 +602,11 @@ def main() -> None:
     within = parse_seeds(args.within) if args.within else ()
     table = report(runs, None, within, args.scoring_at_least)
     if args.polish:
-        budgets = [int(b) for b in args.polish_budgets.split(",")]
+        polished = runs
         if args.polish_pooled:
             pooled = "+".join(dict.fromkeys(r["variant"] for r in runs))
             polished = [{**r, "variant": pooled} for r in runs]
-        table += "\n\n" + polish_report(polished if args.polish_pooled else runs, budgets=budgets)
+        table += "\n\n" + polish_report(polished, budgets=budgets)
     print(table)
     if args.table:
         args.table.parent.mkdir(parents=True, exist_ok=True)
