@@ -410,11 +410,13 @@ def replay_polishing(run: dict, patience: int, budget: int) -> tuple[float, int]
     return kept, step - start
 
 
-def polish_report(
-    runs: list[dict], patiences=(0, 2, 3, 5, 8, 12), budgets=(5_000, 10_000, 20_000)
-) -> str:
+def polish_report(runs: list[dict], budgets, pooled=False, patiences=(0, 2, 3, 5, 8, 12)) -> str:
     """Polishing rules replayed from runs that polished their whole budget with no patience:
-    the snapshot each rule keeps (its certified score) and the steps it takes."""
+    the snapshot each rule keeps (its certified score) and the steps it takes. `pooled`
+    replays all the variants' runs as one set (one row run on two seed sets, say)."""
+    if pooled:
+        name = "+".join(dict.fromkeys(r["variant"] for r in runs))
+        runs = [{**r, "variant": name} for r in runs]
     lines = [
         "| variant | polish budget | patience (checks) | runs | median steps used | kept "
         "snapshot's certified score: median, lowest | runs that keep less than the whole budget |",
@@ -602,11 +604,7 @@ def main() -> None:
     within = parse_seeds(args.within) if args.within else ()
     table = report(runs, None, within, args.scoring_at_least)
     if args.polish:
-        polished = runs
-        if args.polish_pooled:
-            pooled = "+".join(dict.fromkeys(r["variant"] for r in runs))
-            polished = [{**r, "variant": pooled} for r in runs]
-        table += "\n\n" + polish_report(polished, budgets=budgets)
+        table += "\n\n" + polish_report(runs, budgets, args.polish_pooled)
     print(table)
     if args.table:
         args.table.parent.mkdir(parents=True, exist_ok=True)

@@ -141,6 +141,32 @@ def test_replaying_polishing_keeps_what_checks_would_have_kept():
     assert study.replay_polishing(run, 0, 1500) == (-95.0, 1500)
 
 
+def test_pooled_polishing_replays_every_variants_runs_as_one_set():
+    # One row under two names (two seed sets): pooled, one line per budget over all four runs.
+    checks = [[1000, -90.0], [2000, -99.0], [3000, -85.0]]
+    certified = [[1000, -90.0, -95.0], [3000, -85.0, -88.0]]
+    runs = [
+        {**polished_run(checks, certified), "variant": name, "solved": "True", "steps": "3000"}
+        for name in ("a", "a", "b", "b")
+    ]
+    pooled = study.polish_report(runs, [1500], pooled=True, patiences=(0,))
+    assert "| a+b | 1,500 | none | 4 | 1,500 | -95.0, -95.0 | 0 |" in pooled
+    assert "| a+b | 2,000 | none | 4 | 2,000 | -88.0, -88.0 | 0 |" in pooled  # the whole budget
+    apart = study.polish_report(runs, [1500], patiences=(0,))
+    assert "| a | 1,500 | none | 2 |" in apart and "| b | 1,500 | none | 2 |" in apart
+
+
+def test_bad_polish_budgets_are_refused_in_one_line_before_any_run(monkeypatch, capsys, tmp_path):
+    runs = tmp_path / "runs.csv"
+    argv = ["study.py", "--runs", str(runs), "--variant", "x", "--polish-budgets", "10000,2e4"]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit) as stop:
+        study.main()
+    assert stop.value.code == 2
+    assert "--polish-budgets must be whole numbers" in capsys.readouterr().err
+    assert not runs.exists()  # refused before the study started
+
+
 def test_parse_seeds_and_seed_text_round_trip():
     seeds = study.parse_seeds("0-3,7,10-11")
     assert seeds == [0, 1, 2, 3, 7, 10, 11]
