@@ -1,27 +1,24 @@
 """Train a Deep Q-Network on Gymnasium's CartPole-v1 with TensorFlow/Keras.
 
-    python dqn_cartpole.py                        # train until solved, then plot and record
-    python dqn_cartpole.py --help                 # every setting is a flag
+    python dqn_cartpole.py                               # train, plot, record, save
+    python dqn_cartpole.py --help                        # every setting is a flag
     python dqn_cartpole.py --watch results/model.keras   # evaluate a saved agent
 
-The algorithm is the classic DQN of the seed design: a Keras Q-network (ReLU, He-normal, Adam,
-MSE), a target network copied every few steps, a replay memory that overwrites a random slot
-once full (the seed's deque, as one preallocated array), and epsilon-greedy actions with epsilon
-decayed every step. Where it departs from the seed (the README says why, with the figures):
-- only a real termination stops the bootstrap: the 500-step time limit is a truncation;
-- the network is trained by a compiled TensorFlow function that runs several gradient steps
-  per call, and acts through a NumPy copy of its weights, instead of predict()/fit() per step;
-- the defaults use Double DQN targets, 3-step returns, gamma 0.99, a target copy every 100
-  steps and 256 -> 256 hidden units; the seed's design is one flag set away:
-  --hidden 24,12 --n-step 1 --no-double-dqn --gamma 0.95 --target-update-every 500
-  --learning-rate 0.001 --epsilon-decay 0.999.
+The file reads in two parts. First the DQN itself, top to bottom: the settings, the Q-network
+and its TD target, the replay memory, the agent, and train(), the loop of the seed design (act
+epsilon-greedily, step the env, remember, replay a minibatch, copy the target network,
+evaluate). Then, behind a marked seam, the run harness that train() reports to: greedy checks
+and the choice of the snapshot to keep, logging, the command line, the lock on the results
+folder, TensorFlow's set-up, and the outputs.
 
-The run is solved once a greedy evaluation reaches the env's reward threshold (475 for
-CartPole-v1) and a 100-episode check confirms it; training then goes on a little and keeps the
-snapshot that does best on episodes that no check chose it on (Checks says how). What lands in
---results-dir: model.keras, summary.json, episodes.csv, rewards.png, before.gif and after.gif.
-A run holds a lock on the folder while it works, and if the folder cannot be written at the
-end, the model goes to a temporary folder.
+What lands in --results-dir: model.keras, summary.json, episodes.csv, rewards.png, before.gif
+and after.gif. Where this departs from the seed design (the README says why): only a real
+termination stops the bootstrap, since the 500-step time limit is a truncation; the network
+trains in a compiled TensorFlow function and acts through a NumPy copy of its weights, not by
+predict()/fit() per step; the defaults use Double DQN, 3-step returns and a wider network. The
+seed's own design is one flag set away:
+    --hidden 24,12 --n-step 1 --no-double-dqn --gamma 0.95 --target-update-every 500
+    --learning-rate 0.001 --epsilon-decay 0.999
 """
 
 from __future__ import annotations
@@ -44,8 +41,7 @@ import zlib
 from pathlib import Path
 
 # One math thread for NumPy, as for TensorFlow (setup_tensorflow): the arrays are small, so more
-# threads only wait on each other, badly so on a busy machine; and one thread gives the numbers
-# of the study's and the benchmark's runs, which are pinned this way. Set before NumPy starts.
+# threads only wait on each other, and one thread makes a run repeatable. Set before NumPy starts.
 for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_threads, "1")
 
@@ -53,64 +49,52 @@ import numpy as np  # noqa: E402
 
 PROCESS_START = time.perf_counter()  # seconds_to_solve and total_seconds count from here
 
-
-class PhaseClock:
-    """Wall seconds per phase of a run (imports, compile, learning, checks, writing...), for
-    summary.json. Every second goes to exactly one phase: a nested phase pauses the one around
-    it, and switch() renames the current one. Two perf_counter() calls per change."""
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self.stack, self.mark = ["startup"], PROCESS_START
-
-    def _charge(self) -> None:
-        now = time.perf_counter()
-        self.seconds[self.stack[-1]] = self.seconds.get(self.stack[-1], 0.0) + now - self.mark
-        self.mark = now
-
-    def switch(self, name: str) -> None:
-        if name != self.stack[-1]:
-            self._charge()
-            self.stack[-1] = name
-
-    @contextlib.contextmanager
-    def phase(self, name: str | None):
-        """Charge the time inside to `name` (None: to the phase around it)."""
-        if name is None:
-            yield
-            return
-        self._charge()
-        self.stack.append(name)
-        try:
-            yield
-        finally:
-            self._charge()
-            self.stack.pop()
-
-
-CLOCK = PhaseClock()
-
-# ---------------------------------------------------------------------------------------------
-# Settings
-# ---------------------------------------------------------------------------------------------
+# =============================================================================================
+# Settings: every one a command-line flag (--gamma, --hidden, ...)
+# =============================================================================================
 
 
 def setting(default, help, choices=None, low=None, high=None):
-    """A config field whose help text doubles as its command-line help.
-
-    `choices`, or the bounds `low` and `high`, are what validate() accepts; every other number
-    must be finite, and >= 1 for whole numbers.
-    """
+    """A config field whose help text doubles as its command-line help. `choices`, or the
+    bounds `low` and `high`, are what validate() accepts; every other number must be finite,
+    and >= 1 for whole numbers."""
     metadata = {"help": help, "choices": choices, "low": low, "high": high}
     return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass
 class Config:
-    # Run
+    # The DQN (how these were chosen: results/study/README.md)
+    gamma: float = setting(0.99, "discount factor, in (0, 1]")
+    hidden: str = setting(
+        "256,256", "hidden layer sizes of the Q-network, comma-separated (the seed's: 24,12)"
+    )
+    n_step: int = setting(
+        3, "n-step returns: the target sums n rewards, then bootstraps (the seed's: 1)", high=100
+    )
+    learning_rate: float = setting(2e-3, "Adam learning rate")
+    loss: str = setting("mse", "regression loss of experience replay", choices=("mse", "huber"))
+    batch_size: int = setting(32, "transitions per gradient step", high=4_096)
+    memory_size: int = setting(2_000, "replay memory capacity (at most 4 GiB of rows)")
+    memory_policy: str = setting(
+        "random",
+        "once the memory is full, a new transition replaces a random one (the seed's) or the "
+        "oldest (fifo)",
+        choices=("random", "fifo"),
+    )
+    min_observations: int = setting(1_000, "transitions stored before experience replay starts")
+    epsilon_start: float = setting(1.0, "initial exploration rate")
+    epsilon_min: float = setting(0.01, "exploration rate floor")
+    epsilon_decay: float = setting(0.998, "epsilon is multiplied by this after every env step")
+    target_update_every: int = setting(100, "copy the Q-network into the target every N env steps")
+    train_every: int = setting(16, "run experience replay every N env steps ...")
+    gradient_steps: int = setting(
+        16, "... with this many minibatch gradient steps per replay", high=256
+    )
+    double_dqn: bool = setting(
+        True, "Double DQN: the Q-network picks the next action, the target network values it"
+    )
+    # How long to train, and what to keep
     env: str = setting("CartPole-v1", "Gymnasium env id (Box observations, Discrete actions)")
     seed: int = setting(
         1,
@@ -133,47 +117,7 @@ class Config:
     polish_lr_factor: float = setting(
         1.0, "once solved, multiply the learning rate by this, in (0, 1]"
     )
-    results_dir: str = setting("results", "where the plot, GIFs, model and logs are written")
-    no_gifs: bool = setting(False, "skip before.gif and after.gif (saves a few seconds)")
-    tensorboard: bool = setting(False, "also write TensorBoard scalars to RESULTS_DIR/tensorboard")
-    log_every: int = setting(2_000, "print a progress line every this many env steps")
-    # DQN hyperparameters (how they were chosen: results/study/README.md)
-    gamma: float = setting(0.99, "discount factor, in (0, 1]")
-    hidden: str = setting(
-        "256,256", "hidden layer sizes of the Q-network, comma-separated (the seed's: 24,12)"
-    )
-    n_step: int = setting(
-        3, "n-step returns: the target sums n rewards, then bootstraps (the seed's: 1)", high=100
-    )
-    learning_rate: float = setting(2e-3, "Adam learning rate")
-    batch_size: int = setting(32, "transitions per gradient step", high=4_096)
-    memory_size: int = setting(2_000, "replay memory capacity (at most 4 GiB of rows)")
-    memory_policy: str = setting(
-        "random",
-        "once the memory is full, a new transition replaces a random one (the seed's) or the "
-        "oldest (fifo)",
-        choices=("random", "fifo"),
-    )
-    min_observations: int = setting(1_000, "transitions stored before experience replay starts")
-    epsilon_start: float = setting(1.0, "initial exploration rate")
-    epsilon_min: float = setting(0.01, "exploration rate floor")
-    epsilon_decay: float = setting(0.998, "epsilon is multiplied by this after every env step")
-    target_update_every: int = setting(100, "copy the Q-network into the target every N env steps")
-    train_every: int = setting(16, "run experience replay every N env steps ...")
-    gradient_steps: int = setting(
-        16, "... with this many minibatch gradient steps per replay", high=256
-    )
-    double_dqn: bool = setting(
-        True, "Double DQN: the Q-network picks the next action, the target network values it"
-    )
-    loss: str = setting("mse", "regression loss of experience replay", choices=("mse", "huber"))
-    no_xla: bool = setting(False, "compile the replay without XLA (slower per step)")
-    xla_cache: bool = setting(
-        True,
-        "keep XLA's compiled replay in DQN_CARTPOLE_CACHE (default ~/.cache/dqn_cartpole), so "
-        "that later runs skip the compile",
-    )
-    # Evaluation (greedy, epsilon 0, on envs separate from the training env)
+    # Greedy evaluation (epsilon 0, on envs of its own)
     eval_every: int = setting(250, "greedy evaluation every N env steps once replay has started")
     eval_episodes: int = setting(10, "episodes per periodic evaluation", high=10_000)
     confirm_episodes: int = setting(
@@ -184,6 +128,17 @@ class Config:
         "once solved, a snapshot that matches the best check is scored on this many other "
         "episodes; the best of those scores is kept",
         high=5_000,
+    )
+    # Outputs and speed
+    results_dir: str = setting("results", "where the plot, GIFs, model and logs are written")
+    no_gifs: bool = setting(False, "skip before.gif and after.gif (saves a few seconds)")
+    tensorboard: bool = setting(False, "also write TensorBoard scalars to RESULTS_DIR/tensorboard")
+    log_every: int = setting(2_000, "print a progress line every this many env steps")
+    no_xla: bool = setting(False, "compile the replay without XLA (slower per step)")
+    xla_cache: bool = setting(
+        True,
+        "keep XLA's compiled replay in DQN_CARTPOLE_CACHE (default ~/.cache/dqn_cartpole), so "
+        "that later runs skip the compile",
     )
     # Watching a saved agent instead of training
     watch: str | None = setting(None, "load this .keras model, evaluate it and record a GIF")
@@ -196,17 +151,10 @@ class Config:
     )
 
 
-# Settings per env, kept as rl-baselines3-zoo keeps its hyperparameters: --env picks a row and
-# any flag given on the command line overrides it. CartPole-v1's row is the defaults above. For
-# Acrobot and MountainCar, CartPole's settings solve every tuning seed tried; their rows check
-# less often (their episodes are long until the agent learns) and polish the whole budget: on
-# tuning seeds 0-4, stopping after 5 or fewer checks without a better snapshot kept clearly
-# worse ones. Acrobot's budget is 12,000 steps: on tuning seeds 0-14 its kept snapshots
-# certified at a median of -87.3 against -85.8 after 20,000, for about a quarter of the run's
-# time; and its targets are one-step: on tuning seeds 15-24, 3-step targets solved sooner but
-# saved worse agents on 8 of 10 seeds (median -88.7 against -85.1). LunarLander's row (the
-# zoo's memory size, slower exploration, checks every 5,000 steps) passed its screen on tuning
-# seeds 0-2 and was kept. Studies: results/study/envs.md.
+# Settings per env, as rl-baselines3-zoo keeps its hyperparameters: --env picks a row, and any
+# flag given overrides it. CartPole-v1's row is the defaults above. The other envs' episodes
+# are long until the agent learns, so they check less often; each row was chosen on tuning
+# seeds and then run on fresh ones (results/study/envs.md).
 ENV_SETTINGS: dict[str, dict] = {
     "CartPole-v1": {},
     "Acrobot-v1": {"eval_every": 1_000, "polish_steps": 12_000, "n_step": 1},
@@ -219,6 +167,317 @@ ENV_SETTINGS: dict[str, dict] = {
         "polish_steps": 30_000,
     },
 }
+
+# =============================================================================================
+# The DQN: Q-network, TD target, replay memory, agent, training loop
+# =============================================================================================
+
+
+def build_q_network(n_observations: int, n_actions: int, hidden: tuple[int, ...]):
+    """The seed's Q-network: Dense ReLU layers (24 -> 12 in the seed) -> one linear output per
+    action, all He-normal. The agent trains it with Adam on the MSE loss, as the seed does."""
+    import keras
+
+    layers = [keras.Input(shape=(n_observations,))]
+    for units in hidden:
+        layers.append(keras.layers.Dense(units, activation="relu", kernel_initializer="he_normal"))
+    layers.append(
+        keras.layers.Dense(n_actions, activation="linear", kernel_initializer="he_normal")
+    )
+    return keras.Sequential(layers)
+
+
+def q_values(weights: list[np.ndarray], states: np.ndarray) -> np.ndarray:
+    """The Q-network's forward pass in NumPy, from [kernel, bias, kernel, bias, ...]. Acting
+    needs one forward pass per env step, and a call of a Keras model costs far more than these
+    few small matrix products (results/benchmark.md measures both)."""
+    hidden = states
+    last = len(weights) - 2
+    for i in range(0, len(weights), 2):
+        hidden = hidden @ weights[i] + weights[i + 1]
+        if i < last:
+            hidden = np.maximum(hidden, 0.0)
+    return hidden
+
+
+def td_targets(rewards, next_value, terminated, discount):
+    """r + discount * V(s'), or just r where the episode really terminated.
+
+    V(s') is max_a' Q_target(s', a'), or with Double DQN Q_target(s', argmax_a' Q(s', a')).
+    The discount is gamma, or gamma**n for an n-step return (r then sums n discounted rewards).
+    A truncated step (the time limit) still bootstraps: the pole was up, the future was not zero.
+    Works on NumPy arrays and TensorFlow tensors alike.
+    """
+    return rewards + discount * (1.0 - terminated) * next_value
+
+
+class ReplayMemory:
+    """The seed's memory rule on one preallocated array: append until full, then overwrite a
+    random slot (or, with policy "fifo", the oldest transition).
+
+    The seed keeps a collections.deque of transitions. Here each transition is one float32 row
+    [state, action, reward, terminated, next_state, discount] of an array allocated once at
+    the full capacity, so a row costs only its data and a minibatch is one fancy-indexing
+    gather, as fast at 1,000,000 rows as at 2,000; a deque of row arrays costs several times
+    the data and finds a row in its middle in time that grows with its length. The array's
+    pages only take memory as it fills. FIFO writes round a ring and sample() counts from its
+    oldest row, so slot i is the i-th oldest, as in a deque(maxlen). The discount is gamma**k
+    for a reward that sums k steps.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        n_observations: int,
+        rng: np.random.Generator,
+        policy: str = "random",
+        batch_rng: np.random.Generator | None = None,
+    ):
+        self.rows = np.zeros((capacity, row_width(n_observations)), np.float32)
+        self.capacity, self.n_observations, self.size, self.oldest = capacity, n_observations, 0, 0
+        self.rng = rng  # picks the slot that a new transition overwrites
+        self.batch_rng = rng if batch_rng is None else batch_rng  # draws the minibatches
+        self.replace_random = policy == "random"
+
+    def __len__(self) -> int:
+        return self.size
+
+    def store(self, state, action, reward, next_state, terminated, discount) -> None:
+        if self.size < self.capacity:
+            slot = self.size
+            self.size += 1
+        elif self.replace_random:
+            slot = self.rng.integers(self.capacity)
+        else:
+            slot, self.oldest = self.oldest, (self.oldest + 1) % self.capacity
+        n, row = self.n_observations, self.rows[slot]
+        row[:n], row[n : n + 3], row[n + 3 : 2 * n + 3] = (
+            state,
+            (action, reward, terminated),
+            next_state,
+        )
+        row[-1] = discount
+
+    def sample(self, n_batches: int, batch_size: int):
+        """Uniform minibatches, shaped (n_batches, batch_size, ...)."""
+        index = self.batch_rng.integers(self.size, size=n_batches * batch_size)
+        rows = self.rows[(index + self.oldest) % self.capacity].reshape(n_batches, batch_size, -1)
+        n = self.n_observations
+        states, next_states = rows[..., :n], rows[..., n + 3 : 2 * n + 3]
+        actions = rows[..., n].astype(np.int32)
+        return states, actions, rows[..., n + 1], next_states, rows[..., n + 2], rows[..., -1]
+
+
+def row_width(n_observations: int) -> int:
+    """Floats per stored transition: state, action, reward, terminated, next state, discount."""
+    return 2 * n_observations + 4
+
+
+class DQNAgent:
+    """Owns the env, the Q-network, the target network, the replay memory and epsilon."""
+
+    def __init__(self, cfg: Config):
+        import gymnasium as gym
+        import keras
+        import tensorflow as tf
+
+        self.cfg = cfg
+        self.env = gym.make(cfg.env)
+        self.n_actions = int(self.env.action_space.n)
+        self.n_observations = int(self.env.observation_space.shape[0])
+        # One random stream per use, so that changing one setting (the batch size, say) does not
+        # change the others' draws: exploration's coin flips and random actions, the memory's
+        # overwritten slots, its minibatches. The network's initial weights come from Keras'
+        # seed, the env's episodes from reset(seed=...).
+        explore, actions, slots, batches = np.random.SeedSequence(cfg.seed).spawn(4)
+        self.rng = np.random.default_rng(explore)
+        self.env.action_space.seed(int(actions.generate_state(1)[0]))
+
+        layers = hidden_sizes(cfg.hidden)
+        self.q_network = build_q_network(self.n_observations, self.n_actions, layers)
+        self.target_network = build_q_network(self.n_observations, self.n_actions, layers)
+        self.update_target_network()
+        self.optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate)
+        self.optimizer.build(self.q_network.trainable_variables)
+        self.loss_fn = keras.losses.get(cfg.loss)  # the seed's MSE, or the Huber loss
+        self.memory = ReplayMemory(
+            cfg.memory_size,
+            self.n_observations,
+            np.random.default_rng(slots),
+            cfg.memory_policy,
+            batch_rng=np.random.default_rng(batches),
+        )
+        self.recent: collections.deque = collections.deque()  # the last n steps, for n-step
+        self.epsilon = cfg.epsilon_start
+
+        # NumPy copies of the Q-network's weights for acting; refreshed after every replay.
+        self.weights = self.q_network.get_weights()
+        self._shapes = [w.shape for w in self.weights]
+        # XLA fuses the whole loop of gradient steps into one program: faster per gradient step,
+        # for a compile at the first replay that the XLA cache saves on later runs.
+        self._replay = tf.function(self._gradient_steps, jit_compile=not cfg.no_xla)
+
+    # Acting ------------------------------------------------------------------------------------
+
+    def get_action(self, state: np.ndarray) -> int:
+        """Epsilon-greedy: a random action with probability epsilon, else argmax Q."""
+        if self.rng.random() < self.epsilon:
+            return int(self.env.action_space.sample())
+        return int(np.argmax(q_values(self.weights, state)))
+
+    def decay_epsilon(self) -> None:
+        self.epsilon = max(self.cfg.epsilon_min, self.epsilon * self.cfg.epsilon_decay)
+
+    def remember(self, state, action, reward, next_state, terminated, truncated) -> None:
+        """Store the transition of n steps ago, with the n rewards since, discounted; at the end
+        of an episode, the ones still waiting, with fewer rewards. With n = 1 (the seed's), each
+        step is stored at once: (state, action, reward, next_state, terminated, gamma)."""
+        self.recent.append((state, action, reward))
+        if len(self.recent) == self.cfg.n_step:
+            self._store_oldest(next_state, terminated)
+        if terminated or truncated:
+            while self.recent:
+                self._store_oldest(next_state, terminated)
+
+    def _store_oldest(self, next_state, terminated) -> None:
+        gamma = self.cfg.gamma
+        n_step_return = sum(gamma**k * reward for k, (_, _, reward) in enumerate(self.recent))
+        discount = gamma ** len(self.recent)
+        state, action, _ = self.recent.popleft()
+        self.memory.store(state, action, n_step_return, next_state, terminated, discount)
+
+    # Learning ----------------------------------------------------------------------------------
+
+    def experience_replay(self) -> float:
+        """Run cfg.gradient_steps minibatch updates in one compiled call; return the last loss.
+
+        If the loss or any weight is no longer a finite number, return NaN and keep the NumPy
+        weights as they were: the last finite ones (the Keras network holds the broken ones).
+        """
+        batches = self.memory.sample(self.cfg.gradient_steps, self.cfg.batch_size)
+        loss, flat_weights = self._replay(*batches)
+        loss, flat_weights = float(loss), flat_weights.numpy()
+        if not (math.isfinite(loss) and np.isfinite(flat_weights).all()):
+            return math.nan
+        self.weights = self._unflatten(flat_weights)
+        return loss
+
+    def _gradient_steps(self, states, actions, rewards, next_states, terminated, discounts):
+        import tensorflow as tf
+
+        loss = tf.constant(0.0)
+        for k in tf.range(tf.shape(states)[0]):
+            loss = self._gradient_step(
+                states[k], actions[k], rewards[k], next_states[k], terminated[k], discounts[k]
+            )
+        # One flat tensor back instead of six: each tensor -> NumPy copy is a call of its own.
+        flat = tf.concat([tf.reshape(w, [-1]) for w in self.q_network.weights], axis=0)
+        return loss, flat
+
+    def _gradient_step(self, states, actions, rewards, next_states, terminated, discounts):
+        import tensorflow as tf
+
+        model = self.q_network
+        targets = td_targets(rewards, self.next_value(next_states), terminated, discounts)
+        with tf.GradientTape() as tape:
+            q = model(states, training=True)
+            # As in the seed, the regression target is the network's own output with only the
+            # taken action's entry replaced, so the loss pulls on that entry alone.
+            taken = tf.one_hot(actions, self.n_actions, on_value=True, off_value=False)
+            target_q = tf.where(taken, targets[:, None], tf.stop_gradient(q))
+            loss = tf.reduce_mean(self.loss_fn(target_q, q))
+        grads = tape.gradient(loss, model.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return loss
+
+    def next_value(self, next_states):
+        """V(s') for the TD target: max_a' Q_target(s', a'), or with Double DQN the target
+        network's value of the action that the Q-network picks, which counters the upward
+        bias of taking the max of noisy estimates."""
+        import tensorflow as tf
+
+        next_q = self.target_network(next_states, training=False)
+        if not self.cfg.double_dqn:
+            return tf.reduce_max(next_q, axis=1)
+        online_q = self.q_network(next_states, training=False)
+        best = tf.argmax(online_q, axis=1, output_type=tf.int32)
+        return tf.gather(next_q, best, axis=1, batch_dims=1)
+
+    def _unflatten(self, flat: np.ndarray) -> list[np.ndarray]:
+        parts, start = [], 0
+        for shape in self._shapes:
+            size = math.prod(shape)
+            parts.append(flat[start : start + size].reshape(shape))
+            start += size
+        return parts
+
+    def scale_learning_rate(self, factor: float) -> None:
+        """Multiply Adam's learning rate; the compiled replay reads it as a variable."""
+        self.optimizer.learning_rate.assign(self.optimizer.learning_rate * factor)
+
+    def update_target_network(self) -> None:
+        self.target_network.set_weights(self.q_network.get_weights())
+
+
+class Callbacks:
+    """What train() tells the run harness, and asks it, in the spirit of Stable-Baselines3's
+    callbacks. This base runs to --max-steps and stops only on a loss that is not a number;
+    RunMonitor, behind the seam, logs, evaluates, keeps snapshots and decides when to stop."""
+
+    def on_replay(self, step: int, loss: float) -> bool:
+        """After a replay; False stops training (it diverged)."""
+        return math.isfinite(loss)
+
+    def on_evaluation(self, step: int, weights: list[np.ndarray]) -> bool:
+        """Every --eval-every steps once replay has begun; True if it solved the env."""
+        return False
+
+    def on_step(self, step: int, reward: float, episode_over: bool, epsilon: float) -> bool:
+        """At the end of every env step; True stops training."""
+        return False
+
+
+def train(agent: DQNAgent, cfg: Config, callbacks: Callbacks) -> int:
+    """The seed's loop: act, step, remember, replay, copy the target, evaluate. Returns the
+    last env step; `callbacks` (the harness) keeps the history and says when to stop."""
+    state, _ = agent.env.reset(seed=cfg.seed)
+    step = 0
+    for step in range(1, cfg.max_steps + 1):
+        action = agent.get_action(state)
+        next_state, reward, terminated, truncated, _ = agent.env.step(action)
+        agent.remember(state, action, reward, next_state, terminated, truncated)
+        agent.decay_epsilon()
+        state = next_state
+
+        replaying = len(agent.memory) >= cfg.min_observations
+        if replaying and step % cfg.train_every == 0:
+            loss = agent.experience_replay()
+            if not callbacks.on_replay(step, loss):
+                break
+        if step % cfg.target_update_every == 0:
+            agent.update_target_network()
+        if terminated or truncated:
+            state, _ = agent.env.reset()
+        if replaying and step % cfg.eval_every == 0:
+            solved_now = callbacks.on_evaluation(step, agent.weights)
+            if solved_now:  # from here on, polishing: learn more gently if so asked
+                agent.scale_learning_rate(cfg.polish_lr_factor)
+        if callbacks.on_step(step, reward, terminated or truncated, agent.epsilon):
+            break
+    return step
+
+
+# =============================================================================================
+# The seam. Everything below is the run harness: it watches train() through Callbacks and
+# says when to stop; what the agent learns is all above. Here: greedy checks and the snapshot
+# kept, logging and the phase clock, the command line and its checks, the results folder's
+# lock, TensorFlow's set-up, the outputs, and the entry points.
+# =============================================================================================
+
+
+# ---------------------------------------------------------------------------------------------
+# Greedy checks and the snapshot kept
+# ---------------------------------------------------------------------------------------------
 
 # What is known of each env's rewards, for the greedy checks: the most that one more step can
 # pay, so that a check may stop once its mean can no longer pass (no entry: play every episode
@@ -235,8 +494,519 @@ PERFECT_RETURN = {"CartPole-v1": 500.0}
 # evaluation of the saved snapshot, the GIF's episode (--watch-seed's default is 50,000).
 EVAL_SEED, CONFIRM_SEED, CERTIFY_SEED = 10_000, 20_000, 25_000
 FINAL_SEED, GIF_SEED = 30_000, 40_000
+
+
+@dataclasses.dataclass
+class Snapshot:
+    """A copy of the Q-network's weights at one env step, and how it scored."""
+
+    step: int
+    weights: list[np.ndarray] | None
+    check: float | None = None  # the mean on the episodes it was chosen on
+    certified: float | None = None  # once solved: the mean on episodes no check chose on
+
+
+class SnapshotSelector:
+    """Decides from greedy evaluations when the run is solved, which snapshot of the Q-network
+    to keep, and when polishing is over.
+
+    Until solved, an evaluation plays --eval-episodes episodes, and the best one's snapshot is
+    kept. One that reaches the env's reward threshold is checked on --confirm-episodes more,
+    and passing that check is "solved". Training then goes on ("polishing"), and every
+    evaluation is a check on those same --confirm-episodes episodes. A snapshot whose check
+    matches or beats the best check so far is then scored on --certify-episodes other episodes,
+    which no check chose on ("certified"), and the snapshot kept is the one that certifies best:
+    kept for its best check alone, a snapshot would be the luckiest of many noisy scores on the
+    same episodes, and do worse on others. Polishing ends at a perfect certification (where the
+    env has a known highest return: CartPole's 500), after --polish-patience checks in a row
+    that keep nothing new, or after --polish-steps steps.
+    """
+
+    def __init__(self, cfg: Config, threshold: float | None, clock: PhaseClock):
+        self.cfg, self.threshold, self.clock = cfg, threshold, clock
+        self.perfect = PERFECT_RETURN.get(cfg.env)
+        self.kept: Snapshot | None = None
+        self.best_check = -math.inf  # the best polishing check so far
+        self.stale = 0  # polishing checks in a row that kept nothing new
+        self.steps_to_solve = self.seconds_to_solve = self.solve_check = None
+        self.evaluations: list[tuple] = []  # (env step, score)
+        self.certifications: list[tuple] = []  # (env step, check score, certified score)
+
+    @property
+    def solved(self) -> bool:
+        return self.steps_to_solve is not None
+
+    def evaluate(self, step: int, weights) -> tuple[float, bool]:
+        """Score these weights and keep them if they are the best so far. Returns the score
+        and whether this evaluation solved the env."""
+        cfg, solved_now = self.cfg, False
+        if self.solved:
+            with self.clock.phase("polish_checks"):
+                # A check that cannot reach the best one is of no use: stop it early.
+                score = self.score(weights, cfg.confirm_episodes, CONFIRM_SEED, self.best_check)
+                self.certify(step, weights, score)
+        else:
+            with self.clock.phase("evaluate"):
+                score = self.score(weights, cfg.eval_episodes, EVAL_SEED, self.threshold)
+            if score > (self.kept.check if self.kept else -math.inf):
+                self.kept = Snapshot(step, weights, check=score)
+            if self.threshold is not None and score >= self.threshold:
+                with self.clock.phase("confirm"):
+                    score = self.score(weights, cfg.confirm_episodes, CONFIRM_SEED, self.threshold)
+                    print(f"step {step}: {cfg.confirm_episodes}-episode check {score:.1f}")
+                    solved_now = score >= self.threshold
+                    if solved_now:
+                        self.solve(step, weights, score)
+        self.evaluations.append((step, score))
+        return score, solved_now
+
+    def solve(self, step: int, weights, check: float) -> None:
+        self.steps_to_solve, self.solve_check = step, check
+        self.seconds_to_solve = time.perf_counter() - self.clock.start
+        self.kept = None  # from here on only certified snapshots are kept
+        self.certify(step, weights, check)
+        print(f"solved at step {step}; polishing for up to {self.cfg.polish_steps} more")
+
+    def certify(self, step: int, weights, check: float) -> None:
+        """Certify a snapshot whose check matches or beats the best; keep it if it certifies
+        better than the kept one."""
+        self.stale += 1
+        if check < self.best_check:
+            return
+        self.best_check = check
+        kept = self.kept.certified if self.kept else None
+        certified = self.score(weights, self.cfg.certify_episodes, CERTIFY_SEED, kept)
+        self.certifications.append((step, check, certified))
+        if kept is None or certified > kept:
+            self.kept = Snapshot(step, weights, check=check, certified=certified)
+            self.stale = 0
+            print(f"step {step}: check {check:.1f}, certified on other episodes {certified:.1f}")
+
+    def score(self, weights, episodes: int, seed: int, pass_mark=None) -> float:
+        """The mean greedy return; a lower bound below `pass_mark` (the check was cut short)."""
+        return float(evaluate(weights, self.cfg.env, episodes, seed, pass_mark).mean())
+
+    def polish_end(self, step: int) -> str | None:
+        """Why polishing is over, or None while it goes on (or before the solve)."""
+        if not self.solved:
+            return None
+        if self.perfect is not None and self.kept.certified >= self.perfect:
+            return "perfect"
+        if self.cfg.polish_patience and self.stale >= self.cfg.polish_patience:
+            return "patience"
+        if step >= self.steps_to_solve + self.cfg.polish_steps:
+            return "polish_steps"
+        return None
+
+
+class RunMonitor(Callbacks):
+    """The harness's side of train(): the episode log and progress lines, the phase clock,
+    Ctrl-C, and the snapshot selector. result() gives the run's record."""
+
+    def __init__(self, cfg: Config, threshold, clock: PhaseClock, stop: StopFlag, tensorboard=None):
+        self.selector = SnapshotSelector(cfg, threshold, clock)
+        self.log = TrainingLog(cfg, tensorboard)
+        self.clock, self.stop = clock, stop
+        self.stop_reason, self.replays = "max_steps", 0
+        self.start = time.perf_counter()
+        clock.switch("collect")
+
+    def on_replay(self, step: int, loss: float) -> bool:
+        if self.replays == 0:
+            self.clock.rename("compile")  # the first replay compiles it: this step's seconds
+        self.replays += 1
+        if self.log.loss(step, loss):
+            return True
+        self.stop_reason = "diverged"
+        return False
+
+    def on_evaluation(self, step: int, weights) -> bool:
+        score, solved_now = self.selector.evaluate(step, weights)
+        self.log.evaluation(step, score)
+        return solved_now
+
+    def on_step(self, step: int, reward: float, episode_over: bool, epsilon: float) -> bool:
+        self.log.reward(reward)
+        if episode_over:
+            self.log.end_episode(step, epsilon)
+        solved = self.selector.solved
+        self.clock.switch("polish" if solved else "learn" if self.replays else "collect")
+        self.log.progress(step, epsilon)
+        if self.selector.polish_end(step) is not None:
+            return True
+        if self.stop.requested:
+            self.stop_reason = "interrupted"
+            return True
+        return False
+
+    def result(self, step: int, latest_weights) -> dict:
+        """The run's record: why it stopped, the solve, the snapshot kept and the history."""
+        self.clock.switch("after_training")
+        selector, stop_reason = self.selector, self.stop_reason
+        kept = selector.kept
+        if kept is None:  # stopped before any evaluation
+            # Keep the latest weights, unless training diverged: then there is no snapshot
+            # that was ever checked, and no model is better than an unchecked one.
+            kept = Snapshot(step, None if stop_reason == "diverged" else latest_weights)
+        polish_end = selector.polish_end(step) or (stop_reason if selector.solved else None)
+        if selector.solved and stop_reason == "max_steps":
+            stop_reason = "solved"  # polished to the end, or out of steps
+        now = time.perf_counter()
+        return {
+            "stop_reason": stop_reason,
+            "polish_end": polish_end,  # perfect, patience, polish_steps, max_steps, ...
+            "steps": step,
+            "steps_to_solve": selector.steps_to_solve,
+            "seconds_to_solve": selector.seconds_to_solve,
+            "solve_check": selector.solve_check,  # the first passing long check's score
+            # training after the solve, its checks included
+            "polish_seconds": now - self.clock.start - selector.seconds_to_solve
+            if selector.solved
+            else None,
+            "kept": kept,
+            "evaluations": selector.evaluations,
+            "certifications": selector.certifications,
+            "threshold": selector.threshold,
+            "episodes": self.log.episodes,
+            "train_seconds": now - self.start,
+        }
+
+
+def monitored_training(agent: DQNAgent, stop: StopFlag, clock=None, tensorboard=None) -> dict:
+    """train() with the harness watching; returns RunMonitor.result()."""
+    clock = clock or PhaseClock()
+    monitor = RunMonitor(agent.cfg, agent.env.spec.reward_threshold, clock, stop, tensorboard)
+    step = train(agent, agent.cfg, monitor)
+    return monitor.result(step, agent.weights)
+
+
+class TrainingLog:
+    """The episodes' returns, the progress line every --log-every steps, and TensorBoard."""
+
+    def __init__(self, cfg: Config, tensorboard=None):
+        self.cfg, self.tensorboard = cfg, tensorboard
+        self.episodes: list[tuple] = []  # (episode, total env steps, return, epsilon)
+        self.episode_return, self.last_eval = 0.0, math.nan
+        self.clock, self.clock_step = time.perf_counter(), 0
+
+    def reward(self, reward: float) -> None:
+        self.episode_return += reward
+
+    def end_episode(self, step: int, epsilon: float) -> None:
+        self.episodes.append((len(self.episodes) + 1, step, self.episode_return, epsilon))
+        self.episode_return = 0.0
+        if self.tensorboard:
+            self.tensorboard.episode(self.episodes, step)
+
+    def loss(self, step: int, loss: float) -> bool:
+        """Log a replay's loss; False (and a line saying so) if training diverged (NaN)."""
+        if not math.isfinite(loss):
+            print(
+                f"step {step}: training diverged (the loss or a weight is no longer a finite "
+                "number); stopping (try a lower --learning-rate)"
+            )
+            return False
+        if self.tensorboard:
+            self.tensorboard.scalar("train/loss", loss, step)
+        return True
+
+    def evaluation(self, step: int, score: float) -> None:
+        self.last_eval = score
+        if self.tensorboard:
+            self.tensorboard.scalar("eval/mean_return", score, step)
+
+    def progress(self, step: int, epsilon: float) -> None:
+        if step % self.cfg.log_every:
+            return
+        now = time.perf_counter()
+        returns = [e[2] for e in self.episodes[-MOVING_AVERAGE:]]
+        print(
+            f"step {step:>7} | episodes {len(self.episodes):>5} | "
+            f"mean return (last {MOVING_AVERAGE}) {np.mean(returns) if returns else 0.0:6.1f} | "
+            f"epsilon {epsilon:.3f} | {(step - self.clock_step) / (now - self.clock):6.0f} "
+            f"steps/s | last eval {self.last_eval:6.1f}",
+            flush=True,
+        )
+        self.clock, self.clock_step = now, step
+
+
 MOVING_AVERAGE = 20  # episodes in the plot's and the progress line's running mean
 
+
+class PhaseClock:
+    """Wall seconds per phase of a run (imports, compile, learning, checks, writing...), for
+    summary.json. Every second goes to exactly one phase: a nested phase pauses the one around
+    it, switch() closes the current one's time and names the next, and rename() gives the time
+    since the last change to another name."""
+
+    def __init__(self, start: float | None = None):
+        self.start = time.perf_counter() if start is None else start  # seconds count from here
+        self.seconds: dict[str, float] = {}
+        self.stack, self.mark = ["startup"], self.start
+
+    def _charge(self) -> None:
+        now = time.perf_counter()
+        self.seconds[self.stack[-1]] = self.seconds.get(self.stack[-1], 0.0) + now - self.mark
+        self.mark = now
+
+    def switch(self, name: str) -> None:
+        self._charge()
+        self.stack[-1] = name
+
+    def rename(self, name: str) -> None:
+        self.stack[-1] = name
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        """Charge the time inside to `name`."""
+        self._charge()
+        self.stack.append(name)
+        try:
+            yield
+        finally:
+            self._charge()
+            self.stack.pop()
+
+
+class StopFlag:
+    """The first Ctrl-C (or SIGTERM) asks the loop to stop and save; a second Ctrl-C aborts."""
+
+    def __init__(self):
+        self.signal = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+    def __call__(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.signal = signum
+        name = signal.Signals(signum).name
+        print(f"\n{name}: stopping and saving what was learned (Ctrl-C again to abort)", flush=True)
+
+
+class TensorBoardLog:
+    """Scalars for `tensorboard --logdir RESULTS_DIR`."""
+
+    def __init__(self, folder: Path):
+        import tensorflow as tf
+
+        self.tf = tf
+        self.writer = tf.summary.create_file_writer(str(folder))
+
+    def scalar(self, name: str, value: float, step: int) -> None:
+        with self.writer.as_default():
+            self.tf.summary.scalar(name, value, step=step)
+
+    def episode(self, episodes: list[tuple], step: int) -> None:
+        _, _, episode_return, epsilon = episodes[-1]
+        recent = np.mean([e[2] for e in episodes[-MOVING_AVERAGE:]])
+        self.scalar("train/episode_return", episode_return, step)
+        self.scalar(f"train/mean_return_last_{MOVING_AVERAGE}", recent, step)
+        self.scalar("train/epsilon", epsilon, step)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Greedy episodes: evaluation and recording
+# ---------------------------------------------------------------------------------------------
+
+
+def evaluate(weights, env_id: str, episodes: int, seed: int, pass_mark=None) -> np.ndarray:
+    """Greedy returns of `episodes` episodes, run side by side, episode i reset from seed + i.
+
+    CartPole has a NumPy-vectorised env, which steps all of them at once. Other envs step one
+    by one in Python, so only the episodes still running step: in a vector env every one would
+    step (or reset) until the longest ended (results/benchmark.md measures the difference).
+    With `pass_mark`, and where STEP_REWARD_BOUND knows the most a step of `env_id` can pay,
+    stop as soon as the mean can no longer reach the pass mark (unfinished episodes keep what
+    they scored so far, a lower bound): a failing check then costs a few steps, not hundreds.
+    """
+    import gymnasium as gym
+
+    spec = gym.spec(env_id)
+    bound = STEP_REWARD_BOUND.get(env_id) if pass_mark is not None else None
+    vector = spec.vector_entry_point is not None
+    envs = gym.make_vec(env_id, num_envs=episodes) if vector else []
+    try:
+        if vector:
+            obs, _ = envs.reset(seed=seed)
+        else:
+            for _ in range(episodes):  # one at a time: those made are closed if one fails
+                envs.append(gym.make(env_id))
+            obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
+        returns = np.zeros(episodes)
+        running = np.ones(episodes, dtype=bool)
+        for t in range(1, spec.max_episode_steps + 1):
+            if vector:  # envs reset themselves after an episode ends: only the first counts
+                actions = np.argmax(q_values(weights, obs), axis=1)
+                obs, rewards, terminated, truncated, _ = envs.step(actions)
+                returns += np.where(running, rewards, 0.0)
+                running &= ~(terminated | truncated)
+            else:
+                live = np.flatnonzero(running)
+                actions = np.argmax(q_values(weights, obs[live]), axis=1)
+                for i, action in zip(live, actions, strict=True):
+                    obs[i], reward, terminated, truncated, _ = envs[i].step(int(action))
+                    returns[i] += reward
+                    running[i] = not (terminated or truncated)
+            if not running.any():
+                break
+            steps_left = spec.max_episode_steps - t
+            best_to_come = running.sum() * bound * steps_left if bound is not None else 0.0
+            if bound is not None and returns.sum() + best_to_come < pass_mark * episodes:
+                break
+        return returns
+    finally:
+        for env in [envs] if vector else envs:
+            env.close()
+
+
+def half_size(frame: np.ndarray) -> np.ndarray:
+    """Average 2x2 pixel blocks: a quarter of the pixels for the slow GIF encoder, and the
+    1-pixel track line stays visible."""
+    f = frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2].astype(np.uint16)
+    return ((f[0::2, 0::2] + f[1::2, 0::2] + f[0::2, 1::2] + f[1::2, 1::2]) // 4).astype(np.uint8)
+
+
+def record_episode(weights, env_id: str, seed: int):
+    """Frames (at half size) of one greedy episode from reset(seed), its return and the env's
+    frame rate. The seed is fixed in advance, so the episode shows what the agent does, not
+    its best moment."""
+    import gymnasium as gym
+
+    # Frames are drawn off-screen; SDL's dummy driver stops pygame from looking for a display.
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    env = gym.make(env_id, render_mode="rgb_array")
+    try:
+        obs, _ = env.reset(seed=seed)
+        frames, total, done = [half_size(env.render())], 0.0, False
+        while not done:
+            action = int(np.argmax(q_values(weights, obs)))
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+            frames.append(half_size(env.render()))
+        return frames, total, env.metadata.get("render_fps", 50)
+    finally:
+        env.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing outputs: every file goes to a temporary name beside it, then is renamed into place
+# ---------------------------------------------------------------------------------------------
+
+
+class WriteError(Exception):
+    """An output could not be written: one line naming the file and the OS reason, exit 1."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """Yield a temporary path in `path`'s folder; rename it to `path` only if the body succeeds.
+
+    A crash, a full disk or Ctrl-C mid-write leaves the previous file (or none), never half of
+    one, and no temporary file. An OS error becomes a WriteError that names `path`.
+    """
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual mode
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: {os_reason(exc)}") from exc
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):  # gone already once renamed into place
+                os.unlink(tmp)
+    print(f"wrote {path}")
+
+
+def save_gif(path: Path, frames, fps: float) -> None:
+    import imageio.v3 as iio
+
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=1000 / fps, loop=0)
+
+
+def save_json(path: Path, data: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def save_episodes_csv(path: Path, episodes: list[tuple]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["episode", "total_steps", "return", "epsilon"])
+        writer.writerows(episodes)
+
+
+def save_model(path: Path, model) -> None:
+    if not all(np.isfinite(w).all() for w in model.get_weights()):
+        raise ValueError("refusing to save a Q-network with non-finite weights")  # a bug if seen
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+
+
+def moving_average(values, window: int) -> np.ndarray:
+    """Mean of the last `window` values at each point (fewer at the start)."""
+    values = np.asarray(values, dtype=float)
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    counts = np.minimum(np.arange(1, len(values) + 1), window)
+    return (sums[1:] - sums[np.arange(1, len(values) + 1) - counts]) / counts
+
+
+def plot_rewards(path: Path, episodes, evaluations, threshold, title: str, solved_at=None):
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: no window, no display needed
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    if episodes:
+        steps = [e[1] for e in episodes]
+        returns = [e[2] for e in episodes]
+        ax.plot(steps, returns, color="tab:blue", alpha=0.35, lw=1, label="episode return")
+        ax.plot(
+            steps,
+            moving_average(returns, MOVING_AVERAGE),
+            color="tab:blue",
+            lw=2,
+            label=f"mean of last {MOVING_AVERAGE} episodes",
+        )
+    if evaluations:
+        ax.plot(
+            [e[0] for e in evaluations],
+            [e[1] for e in evaluations],
+            "o",
+            color="tab:green",
+            ms=4,
+            label="greedy evaluation (mean; cut short once it cannot pass)",
+        )
+    if threshold is not None:
+        ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"solved ({threshold:g})")
+    if solved_at is not None:
+        ax.axvline(solved_at, color="gray", ls=":", lw=1, label="solved; training on to polish")
+    ax.set(title=title, xlabel="env steps", ylabel="return per episode")
+    ax.grid(alpha=0.3)
+    # Below the axes: inside, it would cover the curve of some env or other.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=3, fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line, and bad input refused before any work starts
+# ---------------------------------------------------------------------------------------------
 
 MAX_WEIGHTS = 10_000_000  # per network; training holds five copies (Adam's moments, the target)
 MAX_MEMORY_BYTES = 4 * 2**30  # the replay memory's rows; the machines here have 24 GiB
@@ -266,7 +1036,7 @@ def parse_args(argv=None) -> Config:
     )
     for field in dataclasses.fields(Config):
         # Only the flags given land in the namespace, so that they can override the env's row.
-        help, shown = field.metadata["help"], field.default not in (None, False)
+        help, shown = field.metadata["help"], field.default not in (None, True, False)
         if field.type == "bool":  # on by default: --name and --no-name; off: --name alone
             action = argparse.BooleanOptionalAction if field.default else "store_true"
             parser.add_argument(
@@ -451,6 +1221,10 @@ def check_model_config(config: dict, path: str, env_id: str, sizes: tuple[int, i
         )
 
 
+# ---------------------------------------------------------------------------------------------
+# The results folder: made, proved writable and locked before any work starts
+# ---------------------------------------------------------------------------------------------
+
 LOCK_NAME = ".dqn_cartpole.lock"  # in --results-dir while a run uses it; holds the run's pid
 
 
@@ -551,8 +1325,8 @@ def use_xla_cache(folder: Path) -> None:
     """Point XLA's persistent compile cache at `folder` (read when TensorFlow first compiles).
 
     The first run with a new network shape or TensorFlow version compiles and stores the
-    executable (about 350 KB); later runs load it instead of compiling. A folder that cannot be
-    made only costs that time, so it is a note, not an error.
+    executable; later runs load it instead of compiling. A folder that cannot be made only
+    costs that time, so it is a note, not an error.
     """
     flags = os.environ.get("TF_XLA_FLAGS", "")
     if "tf_xla_persistent_cache_directory" in flags:
@@ -592,769 +1366,25 @@ def setup_tensorflow(seed: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Network
-# ---------------------------------------------------------------------------------------------
-
-
-def build_q_network(n_observations: int, n_actions: int, learning_rate: float, loss, hidden):
-    """The seed's Q-network: Dense ReLU layers (24 -> 12 in the seed) -> one linear output per
-    action, all He-normal, trained by Adam on `loss` (the seed's: MSE)."""
-    import keras
-
-    layers = [keras.Input(shape=(n_observations,))]
-    for units in hidden:
-        layers.append(keras.layers.Dense(units, activation="relu", kernel_initializer="he_normal"))
-    layers.append(
-        keras.layers.Dense(n_actions, activation="linear", kernel_initializer="he_normal")
-    )
-    model = keras.Sequential(layers)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss)
-    return model
-
-
-def q_values(weights: list[np.ndarray], states: np.ndarray) -> np.ndarray:
-    """The Q-network's forward pass in NumPy, from [kernel, bias, kernel, bias, ...].
-
-    Acting and evaluating need one forward pass per env step: NumPy took 5.8 us on the seed's
-    network where model.predict() took 54 ms (results/benchmark.md).
-    """
-    hidden = states
-    last = len(weights) - 2
-    for i in range(0, len(weights), 2):
-        hidden = hidden @ weights[i] + weights[i + 1]
-        if i < last:
-            hidden = np.maximum(hidden, 0.0)
-    return hidden
-
-
-def td_targets(rewards, next_value, terminated, discount):
-    """r + discount * V(s'), or just r where the episode really terminated.
-
-    V(s') is max_a' Q_target(s', a'), or with Double DQN Q_target(s', argmax_a' Q(s', a')).
-    The discount is gamma, or gamma**n for an n-step return (r then sums n discounted rewards).
-    A truncated step (the time limit) still bootstraps: the pole was up, the future was not zero.
-    Works on NumPy arrays and TensorFlow tensors alike.
-    """
-    return rewards + discount * (1.0 - terminated) * next_value
-
-
-# ---------------------------------------------------------------------------------------------
-# Replay memory
-# ---------------------------------------------------------------------------------------------
-
-
-class ReplayMemory:
-    """The seed's memory rule on one preallocated array: append until full, then overwrite a
-    random slot (or, with policy "fifo", the oldest transition).
-
-    The seed keeps a collections.deque of transitions. Here each transition is one float32 row
-    [state, action, reward, terminated, next_state, discount] of an array allocated once at
-    the full capacity, so a row costs its 4 * (2 * n_observations + 4) bytes and a minibatch is
-    one fancy-indexing gather, as fast at 1,000,000 rows as at 2,000; a deque of row arrays
-    costs several times the data and finds a row in its middle in time that grows with its
-    length. The pages of the array are only touched, and so only take memory, as it fills.
-    FIFO writes round a ring and sample() counts from its oldest row, so slot i is the i-th
-    oldest, as in a deque(maxlen). The discount is gamma**k for a reward that sums k steps.
-    """
-
-    def __init__(
-        self,
-        capacity: int,
-        n_observations: int,
-        rng: np.random.Generator,
-        policy: str = "random",
-        batch_rng: np.random.Generator | None = None,
-    ):
-        self.rows = np.zeros((capacity, row_width(n_observations)), np.float32)
-        self.capacity, self.n_observations, self.size, self.oldest = capacity, n_observations, 0, 0
-        self.rng = rng  # picks the slot that a new transition overwrites
-        self.batch_rng = rng if batch_rng is None else batch_rng  # draws the minibatches
-        self.replace_random = policy == "random"
-
-    def __len__(self) -> int:
-        return self.size
-
-    def store(self, state, action, reward, next_state, terminated, discount) -> None:
-        if self.size < self.capacity:
-            slot = self.size
-            self.size += 1
-        elif self.replace_random:
-            slot = self.rng.integers(self.capacity)
-        else:
-            slot, self.oldest = self.oldest, (self.oldest + 1) % self.capacity
-        n, row = self.n_observations, self.rows[slot]
-        row[:n], row[n : n + 3], row[n + 3 : 2 * n + 3] = (
-            state,
-            (action, reward, terminated),
-            next_state,
-        )
-        row[-1] = discount
-
-    def transitions(self) -> np.ndarray:
-        """The stored rows, oldest first for FIFO and in slot order otherwise (a copy)."""
-        return np.roll(self.rows[: self.size], -self.oldest, axis=0)
-
-    def sample(self, n_batches: int, batch_size: int):
-        """Uniform minibatches, shaped (n_batches, batch_size, ...)."""
-        index = self.batch_rng.integers(self.size, size=n_batches * batch_size)
-        rows = self.rows[(index + self.oldest) % self.capacity].reshape(n_batches, batch_size, -1)
-        n = self.n_observations
-        states, next_states = rows[..., :n], rows[..., n + 3 : 2 * n + 3]
-        actions = rows[..., n].astype(np.int32)
-        return states, actions, rows[..., n + 1], next_states, rows[..., n + 2], rows[..., -1]
-
-
-def row_width(n_observations: int) -> int:
-    """Floats per stored transition: state, action, reward, terminated, next state, discount."""
-    return 2 * n_observations + 4
-
-
-# ---------------------------------------------------------------------------------------------
-# Agent
-# ---------------------------------------------------------------------------------------------
-
-
-class DQNAgent:
-    """Owns the env, the Q-network, the target network, the replay memory and epsilon."""
-
-    def __init__(self, cfg: Config):
-        import gymnasium as gym
-        import keras
-        import tensorflow as tf
-
-        self.cfg = cfg
-        self.env = gym.make(cfg.env, render_mode="rgb_array")
-        self.n_actions = int(self.env.action_space.n)
-        self.n_observations = int(self.env.observation_space.shape[0])
-        # One random stream per use, so that changing one setting (the batch size, say) does not
-        # change the others' draws: exploration's coin flips and random actions, the memory's
-        # overwritten slots, its minibatches. The network's initial weights come from Keras'
-        # seed, the env's episodes from reset(seed=...).
-        explore, actions, slots, batches = np.random.SeedSequence(cfg.seed).spawn(4)
-        self.rng = np.random.default_rng(explore)
-        self.env.action_space.seed(int(actions.generate_state(1)[0]))
-
-        sizes = (self.n_observations, self.n_actions, cfg.learning_rate, cfg.loss)
-        sizes += (hidden_sizes(cfg.hidden),)
-        self.q_network = build_q_network(*sizes)
-        self.target_network = build_q_network(*sizes)
-        self.update_target_network()
-        self.q_network.optimizer.build(self.q_network.trainable_variables)
-        self.loss_fn = keras.losses.get(self.q_network.loss)  # --loss, as compiled
-        self.memory = ReplayMemory(
-            cfg.memory_size,
-            self.n_observations,
-            np.random.default_rng(slots),
-            cfg.memory_policy,
-            batch_rng=np.random.default_rng(batches),
-        )
-        self.recent: collections.deque = collections.deque()  # the last n steps, for n-step
-        self.epsilon = cfg.epsilon_start
-
-        # NumPy copies of the Q-network's weights for acting; refreshed after every replay.
-        self.weights = self.q_network.get_weights()
-        self._shapes = [w.shape for w in self.weights]
-        # XLA fuses the whole loop of gradient steps into one program: faster per gradient step,
-        # for a compile at the first replay that the XLA cache saves on later runs
-        # (results/benchmark.md measures both).
-        self._replay = tf.function(self._gradient_steps, jit_compile=not cfg.no_xla)
-
-    # Acting ------------------------------------------------------------------------------------
-
-    def get_action(self, state: np.ndarray) -> int:
-        """Epsilon-greedy: a random action with probability epsilon, else argmax Q."""
-        if self.rng.random() < self.epsilon:
-            return int(self.env.action_space.sample())
-        return int(np.argmax(q_values(self.weights, state)))
-
-    def decay_epsilon(self) -> None:
-        self.epsilon = max(self.cfg.epsilon_min, self.epsilon * self.cfg.epsilon_decay)
-
-    def remember(self, state, action, reward, next_state, terminated, truncated) -> None:
-        """Store the transition of n steps ago, with the n rewards since, discounted; at the end
-        of an episode, the ones still waiting, with fewer rewards. With n = 1 (the seed's), each
-        step is stored at once: (state, action, reward, next_state, terminated, gamma)."""
-        self.recent.append((state, action, reward))
-        if len(self.recent) == self.cfg.n_step:
-            self._store_oldest(next_state, terminated)
-        if terminated or truncated:
-            while self.recent:
-                self._store_oldest(next_state, terminated)
-
-    def _store_oldest(self, next_state, terminated) -> None:
-        gamma = self.cfg.gamma
-        n_step_return = sum(gamma**k * reward for k, (_, _, reward) in enumerate(self.recent))
-        discount = gamma ** len(self.recent)
-        state, action, _ = self.recent.popleft()
-        self.memory.store(state, action, n_step_return, next_state, terminated, discount)
-
-    # Learning ----------------------------------------------------------------------------------
-
-    def experience_replay(self) -> float:
-        """Run cfg.gradient_steps minibatch updates in one compiled call; return the last loss.
-
-        If the loss or any weight is no longer a finite number, return NaN and keep the NumPy
-        weights as they were: the last finite ones (the Keras network holds the broken ones).
-        """
-        batches = self.memory.sample(self.cfg.gradient_steps, self.cfg.batch_size)
-        loss, flat_weights = self._replay(*batches)
-        loss, flat_weights = float(loss), flat_weights.numpy()
-        if not (math.isfinite(loss) and np.isfinite(flat_weights).all()):
-            return math.nan
-        self.weights = self._unflatten(flat_weights)
-        return loss
-
-    def _gradient_steps(self, states, actions, rewards, next_states, terminated, discounts):
-        import tensorflow as tf
-
-        loss = tf.constant(0.0)
-        for k in tf.range(tf.shape(states)[0]):
-            loss = self._gradient_step(
-                states[k], actions[k], rewards[k], next_states[k], terminated[k], discounts[k]
-            )
-        # One flat tensor back instead of six: each tensor -> NumPy copy is a call of its own.
-        flat = tf.concat([tf.reshape(w, [-1]) for w in self.q_network.weights], axis=0)
-        return loss, flat
-
-    def _gradient_step(self, states, actions, rewards, next_states, terminated, discounts):
-        import tensorflow as tf
-
-        model = self.q_network
-        targets = td_targets(rewards, self.next_value(next_states), terminated, discounts)
-        with tf.GradientTape() as tape:
-            q = model(states, training=True)
-            # As in the seed, the regression target is the network's own output with only the
-            # taken action's entry replaced, so the loss pulls on that entry alone.
-            taken = tf.one_hot(actions, self.n_actions, on_value=True, off_value=False)
-            target_q = tf.where(taken, targets[:, None], tf.stop_gradient(q))
-            loss = tf.reduce_mean(self.loss_fn(target_q, q))
-        grads = tape.gradient(loss, model.trainable_variables)
-        model.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        return loss
-
-    def next_value(self, next_states):
-        """V(s') for the TD target: max_a' Q_target(s', a'), or with Double DQN the target
-        network's value of the action that the Q-network picks, which counters the upward
-        bias of taking the max of noisy estimates."""
-        import tensorflow as tf
-
-        next_q = self.target_network(next_states, training=False)
-        if not self.cfg.double_dqn:
-            return tf.reduce_max(next_q, axis=1)
-        online_q = self.q_network(next_states, training=False)
-        best = tf.argmax(online_q, axis=1, output_type=tf.int32)
-        return tf.gather(next_q, best, axis=1, batch_dims=1)
-
-    def _unflatten(self, flat: np.ndarray) -> list[np.ndarray]:
-        parts, start = [], 0
-        for shape in self._shapes:
-            size = math.prod(shape)
-            parts.append(flat[start : start + size].reshape(shape))
-            start += size
-        return parts
-
-    def scale_learning_rate(self, factor: float) -> None:
-        """Multiply Adam's learning rate; the compiled replay reads it as a variable."""
-        rate = self.q_network.optimizer.learning_rate
-        rate.assign(rate * factor)
-
-    def update_target_network(self) -> None:
-        self.target_network.set_weights(self.q_network.get_weights())
-
-
-# ---------------------------------------------------------------------------------------------
-# Evaluation and recording
-# ---------------------------------------------------------------------------------------------
-
-
-def evaluate(weights, env_id: str, episodes: int, seed: int, pass_mark=None) -> np.ndarray:
-    """Greedy returns of `episodes` episodes, run side by side, episode i reset from seed + i.
-
-    CartPole has a NumPy-vectorised env, which steps all of them at once. Other envs step one
-    by one in Python, so only the episodes still running step: in a vector env every one would
-    step (or reset) until the longest ended, 3-4x the time on Acrobot and LunarLander.
-    With `pass_mark`, and where STEP_REWARD_BOUND knows the most a step of `env_id` can pay,
-    stop as soon as the mean can no longer reach the pass mark (unfinished episodes keep what
-    they scored so far, a lower bound): a failing check then costs a few steps, not hundreds.
-    """
-    import gymnasium as gym
-
-    spec = gym.spec(env_id)
-    bound = STEP_REWARD_BOUND.get(env_id) if pass_mark is not None else None
-    vector = spec.vector_entry_point is not None
-    envs = gym.make_vec(env_id, num_envs=episodes) if vector else []
-    try:
-        if vector:
-            obs, _ = envs.reset(seed=seed)
-        else:
-            for _ in range(episodes):  # one at a time: those made are closed if one fails
-                envs.append(gym.make(env_id))
-            obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
-        returns = np.zeros(episodes)
-        running = np.ones(episodes, dtype=bool)
-        for t in range(1, spec.max_episode_steps + 1):
-            if vector:  # envs reset themselves after an episode ends: only the first counts
-                actions = np.argmax(q_values(weights, obs), axis=1)
-                obs, rewards, terminated, truncated, _ = envs.step(actions)
-                returns += np.where(running, rewards, 0.0)
-                running &= ~(terminated | truncated)
-            else:
-                live = np.flatnonzero(running)
-                actions = np.argmax(q_values(weights, obs[live]), axis=1)
-                for i, action in zip(live, actions, strict=True):
-                    obs[i], reward, terminated, truncated, _ = envs[i].step(int(action))
-                    returns[i] += reward
-                    running[i] = not (terminated or truncated)
-            if not running.any():
-                break
-            steps_left = spec.max_episode_steps - t
-            best_to_come = running.sum() * bound * steps_left if bound is not None else 0.0
-            if bound is not None and returns.sum() + best_to_come < pass_mark * episodes:
-                break
-        return returns
-    finally:
-        for env in [envs] if vector else envs:
-            env.close()
-
-
-def play_episode(weights, env, seed: int, render: bool = False):
-    """One greedy episode from reset(seed): its return, and its frames if `render`."""
-    obs, _ = env.reset(seed=seed)
-    frames, total, done = [env.render()] if render else [], 0.0, False
-    while not done:
-        obs, reward, terminated, truncated, _ = env.step(int(np.argmax(q_values(weights, obs))))
-        total += float(reward)
-        done = terminated or truncated
-        if render:
-            frames.append(env.render())
-    return total, frames
-
-
-def half_size(frame: np.ndarray) -> np.ndarray:
-    """Average 2x2 pixel blocks: a quarter of the pixels for the slow GIF encoder, and the
-    1-pixel track line stays visible."""
-    f = frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2].astype(np.uint16)
-    return ((f[0::2, 0::2] + f[1::2, 0::2] + f[0::2, 1::2] + f[1::2, 1::2]) // 4).astype(np.uint8)
-
-
-def record_episode(weights, env_id: str, seed: int):
-    """Frames (at half size) of one greedy episode from reset(seed), its return and the env's
-    frame rate. The seed is fixed in advance, so the episode shows what the agent does, not
-    its best moment."""
-    import gymnasium as gym
-
-    # Frames are drawn off-screen; SDL's dummy driver stops pygame from looking for a display.
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    env = gym.make(env_id, render_mode="rgb_array")
-    try:
-        total, frames = play_episode(weights, env, seed, render=True)
-        return [half_size(frame) for frame in frames], total, env.metadata.get("render_fps", 50)
-    finally:
-        env.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing outputs: every file goes to a temporary name beside it, then is renamed into place
-# ---------------------------------------------------------------------------------------------
-
-
-class WriteError(Exception):
-    """An output could not be written: one line naming the file and the OS reason, exit 1."""
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path):
-    """Yield a temporary path in `path`'s folder; rename it to `path` only if the body succeeds.
-
-    A crash, a full disk or Ctrl-C mid-write leaves the previous file (or none), never half of
-    one, and no temporary file. An OS error becomes a WriteError that names `path`.
-    """
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-        os.close(fd)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual mode
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise WriteError(f"cannot write {path}: {os_reason(exc)}") from exc
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):  # gone already once renamed into place
-                os.unlink(tmp)
-    print(f"wrote {path}")
-
-
-def save_gif(path: Path, frames, fps: float) -> None:
-    import imageio.v3 as iio
-
-    with atomic_path(path) as tmp:
-        iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=1000 / fps, loop=0)
-
-
-def save_json(path: Path, data: dict) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-
-
-def save_episodes_csv(path: Path, episodes: list[tuple]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["episode", "total_steps", "return", "epsilon"])
-        writer.writerows(episodes)
-
-
-def save_model(path: Path, model) -> None:
-    if not all(np.isfinite(w).all() for w in model.get_weights()):
-        raise ValueError("refusing to save a Q-network with non-finite weights")  # a bug if seen
-    with atomic_path(path) as tmp:
-        model.save(tmp)
-
-
-def moving_average(values, window: int) -> np.ndarray:
-    """Mean of the last `window` values at each point (fewer at the start)."""
-    values = np.asarray(values, dtype=float)
-    sums = np.cumsum(np.insert(values, 0, 0.0))
-    counts = np.minimum(np.arange(1, len(values) + 1), window)
-    return (sums[1:] - sums[np.arange(1, len(values) + 1) - counts]) / counts
-
-
-def plot_rewards(path: Path, episodes, evaluations, threshold, title: str, solved_at=None):
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: no window, no display needed
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    if episodes:
-        steps = [e[1] for e in episodes]
-        returns = [e[2] for e in episodes]
-        ax.plot(steps, returns, color="tab:blue", alpha=0.35, lw=1, label="episode return")
-        ax.plot(
-            steps,
-            moving_average(returns, MOVING_AVERAGE),
-            color="tab:blue",
-            lw=2,
-            label=f"mean of last {MOVING_AVERAGE} episodes",
-        )
-    if evaluations:
-        ax.plot(
-            [e[0] for e in evaluations],
-            [e[1] for e in evaluations],
-            "o",
-            color="tab:green",
-            ms=4,
-            label="greedy evaluation (mean; cut short once it cannot pass)",
-        )
-    if threshold is not None:
-        ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"solved ({threshold:g})")
-    if solved_at is not None:
-        ax.axvline(solved_at, color="gray", ls=":", lw=1, label="solved; training on to polish")
-    ax.set(title=title, xlabel="env steps", ylabel="return per episode")
-    ax.grid(alpha=0.3)
-    # Below the axes: inside, it would cover the curve of some env or other.
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=3, fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-
-
-# ---------------------------------------------------------------------------------------------
-# Training: the DQN loop, then the bookkeeping it calls
-# ---------------------------------------------------------------------------------------------
-
-
-def train(agent: DQNAgent, cfg: Config, stop: StopFlag, tensorboard=None) -> dict:
-    """The seed's loop: act, step, remember, replay, copy the target; and evaluate.
-
-    Returns the history and the snapshot to save (see Checks for when training stops).
-    """
-    checks, log = Checks(cfg, agent.env.spec), TrainingLog(cfg, tensorboard)
-    stop_reason, start, replays = "max_steps", time.perf_counter(), 0
-    CLOCK.switch("collect")
-    state, _ = agent.env.reset(seed=cfg.seed)
-    for step in range(1, cfg.max_steps + 1):
-        action = agent.get_action(state)
-        next_state, reward, terminated, truncated, _ = agent.env.step(action)
-        agent.remember(state, action, reward, next_state, terminated, truncated)
-        agent.decay_epsilon()
-        log.reward(reward)
-        state = next_state
-
-        replaying = len(agent.memory) >= cfg.min_observations
-        if replaying and step % cfg.train_every == 0:
-            with CLOCK.phase("compile" if replays == 0 else None):
-                loss = agent.experience_replay()
-            replays += 1
-            if not log.loss(step, loss):
-                stop_reason = "diverged"
-                break
-        if step % cfg.target_update_every == 0:
-            agent.update_target_network()
-        if terminated or truncated:
-            log.end_episode(step, agent.epsilon)
-            state, _ = agent.env.reset()
-        if replaying and step % cfg.eval_every == 0:
-            log.evaluation(step, checks.evaluate(step, agent))
-        CLOCK.switch("polish" if checks.solved else "learn" if replays else "collect")
-
-        log.progress(step, agent.epsilon)
-        if checks.finished(step):
-            break
-        if stop.requested:
-            stop_reason = "interrupted"
-            break
-    CLOCK.switch("after_training")
-    return checks.result(step, stop_reason, agent.weights) | {
-        "episodes": log.episodes,
-        "train_seconds": time.perf_counter() - start,
-    }
-
-
-class Checks:
-    """Greedy evaluations (epsilon 0, on envs of their own): when the run is solved, when it
-    stops, and which snapshot of the Q-network is kept.
-
-    Until solved, an evaluation plays --eval-episodes episodes; one that reaches the env's
-    reward threshold is checked on --confirm-episodes more, and passing that check is "solved".
-    Training then goes on ("polishing"), and every evaluation is a check on those same
-    --confirm-episodes episodes. A snapshot that matches or beats the best check so far is
-    then scored on --certify-episodes other episodes, which no check chose on ("certified"),
-    and the kept snapshot is the one that certifies best. (Kept for its best check alone, a
-    snapshot is the luckiest of many noisy scores on the same episodes, and does worse on
-    others.) Polishing ends at a perfect certification (where the env has a known highest
-    return: CartPole's 500), after --polish-patience checks in a row that keep nothing new, or
-    after --polish-steps steps.
-    """
-
-    def __init__(self, cfg: Config, spec):
-        self.cfg = cfg
-        self.threshold = spec.reward_threshold
-        self.perfect = PERFECT_RETURN.get(cfg.env)
-        self.evaluations: list[tuple] = []  # (env step, score)
-        self.certifications: list[tuple] = []  # (env step, check score, certified score)
-        self.best = {"score": -math.inf, "check": None, "weights": None, "step": 0}
-        self.best_check = -math.inf  # the best polishing check so far
-        self.stale = 0  # polishing checks in a row that kept nothing new
-        self.steps_to_solve = self.seconds_to_solve = self.solve_check = None
-
-    @property
-    def solved(self) -> bool:
-        return self.steps_to_solve is not None
-
-    def evaluate(self, step: int, agent: DQNAgent) -> float:
-        """Score the agent's current weights; keep them if they are the best so far."""
-        cfg, weights = self.cfg, agent.weights
-        if self.solved:
-            with CLOCK.phase("polish_checks"):
-                # A check that cannot reach the best one is of no use: stop it early.
-                score = self.score(weights, cfg.confirm_episodes, CONFIRM_SEED, self.best_check)
-                self.consider(step, weights, score)
-        else:
-            with CLOCK.phase("evaluate"):
-                score = self.score(weights, cfg.eval_episodes, EVAL_SEED, self.threshold)
-            if score > self.best["score"]:
-                self.best = {"score": score, "check": score, "weights": weights, "step": step}
-            if self.threshold is not None and score >= self.threshold:
-                with CLOCK.phase("confirm"):
-                    score = self.confirm(step, agent)
-        self.evaluations.append((step, score))
-        return score
-
-    def confirm(self, step: int, agent: DQNAgent) -> float:
-        """Check a passing evaluation on --confirm-episodes episodes; passing it is solved."""
-        cfg = self.cfg
-        score = self.score(agent.weights, cfg.confirm_episodes, CONFIRM_SEED, self.threshold)
-        print(f"step {step}: {cfg.confirm_episodes}-episode check {score:.1f}")
-        if score >= self.threshold:
-            self.steps_to_solve, self.solve_check = step, score
-            self.seconds_to_solve = time.perf_counter() - PROCESS_START
-            # From here on only certified snapshots are kept, so the best starts again.
-            self.best = {"score": -math.inf, "check": None, "weights": None, "step": 0}
-            self.consider(step, agent.weights, score)
-            agent.scale_learning_rate(cfg.polish_lr_factor)
-            print(f"solved at step {step}; polishing for up to {cfg.polish_steps} more")
-        return score
-
-    def consider(self, step: int, weights, check: float) -> None:
-        """Certify a snapshot whose check matches or beats the best; keep it if it certifies
-        better than the kept one."""
-        self.stale += 1
-        if check < self.best_check:
-            return
-        self.best_check = check
-        kept = self.best["score"]
-        certified = self.score(
-            weights, self.cfg.certify_episodes, CERTIFY_SEED, kept if kept > -math.inf else None
-        )
-        self.certifications.append((step, check, certified))
-        if certified > kept:
-            self.best = {"score": certified, "check": check, "weights": weights, "step": step}
-            self.stale = 0
-            print(f"step {step}: check {check:.1f}, certified on other episodes {certified:.1f}")
-
-    def score(self, weights, episodes: int, seed: int, pass_mark=None) -> float:
-        """The mean greedy return; a lower bound below `pass_mark` (the check was cut short)."""
-        return float(evaluate(weights, self.cfg.env, episodes, seed, pass_mark).mean())
-
-    def finished(self, step: int) -> bool:
-        return self.polish_end(step) is not None
-
-    def polish_end(self, step: int) -> str | None:
-        """Why polishing is over, or None while it goes on (or before the solve)."""
-        if not self.solved:
-            return None
-        if self.perfect is not None and self.best["score"] >= self.perfect:
-            return "perfect"
-        if self.cfg.polish_patience and self.stale >= self.cfg.polish_patience:
-            return "patience"
-        if step >= self.steps_to_solve + self.cfg.polish_steps:
-            return "polish_steps"
-        return None
-
-    def result(self, step: int, stop_reason: str, latest_weights) -> dict:
-        best = self.best
-        if best["weights"] is None:  # stopped before any evaluation
-            # Keep the latest weights, unless training diverged: then there is no snapshot
-            # that was ever checked, and no model is better than an unchecked one.
-            weights = None if stop_reason == "diverged" else latest_weights
-            best = {"score": math.nan, "check": None, "weights": weights, "step": step}
-        polish_end = self.polish_end(step) or (stop_reason if self.solved else None)
-        if self.solved and stop_reason == "max_steps":
-            stop_reason = "solved"  # polished to the end, or out of steps
-        polish = (
-            time.perf_counter() - PROCESS_START - self.seconds_to_solve if self.solved else None
-        )
-        return {
-            "stop_reason": stop_reason,
-            "polish_end": polish_end,  # perfect, patience, polish_steps, max_steps, ...
-            "steps": step,
-            "steps_to_solve": self.steps_to_solve,
-            "seconds_to_solve": self.seconds_to_solve,
-            "solve_check": self.solve_check,  # the first passing long check's score
-            "polish_seconds": polish,  # training after the solve, its checks included
-            "best": best,
-            "evaluations": self.evaluations,
-            "certifications": self.certifications,
-            "threshold": self.threshold,
-        }
-
-
-class TrainingLog:
-    """The episodes' returns, the progress line every --log-every steps, and TensorBoard."""
-
-    def __init__(self, cfg: Config, tensorboard=None):
-        self.cfg, self.tensorboard = cfg, tensorboard
-        self.episodes: list[tuple] = []  # (episode, total env steps, return, epsilon)
-        self.episode_return, self.last_eval = 0.0, math.nan
-        self.clock, self.clock_step = time.perf_counter(), 0
-
-    def reward(self, reward: float) -> None:
-        self.episode_return += reward
-
-    def end_episode(self, step: int, epsilon: float) -> None:
-        self.episodes.append((len(self.episodes) + 1, step, self.episode_return, epsilon))
-        self.episode_return = 0.0
-        if self.tensorboard:
-            self.tensorboard.episode(self.episodes, step)
-
-    def loss(self, step: int, loss: float) -> bool:
-        """Log a replay's loss; False (and a line saying so) if training diverged (NaN)."""
-        if not math.isfinite(loss):
-            print(
-                f"step {step}: training diverged (the loss or a weight is no longer a finite "
-                "number); stopping (try a lower --learning-rate)"
-            )
-            return False
-        if self.tensorboard:
-            self.tensorboard.scalar("train/loss", loss, step)
-        return True
-
-    def evaluation(self, step: int, score: float) -> None:
-        self.last_eval = score
-        if self.tensorboard:
-            self.tensorboard.scalar("eval/mean_return", score, step)
-
-    def progress(self, step: int, epsilon: float) -> None:
-        if step % self.cfg.log_every:
-            return
-        now = time.perf_counter()
-        returns = [e[2] for e in self.episodes[-MOVING_AVERAGE:]]
-        print(
-            f"step {step:>7} | episodes {len(self.episodes):>5} | "
-            f"mean return (last {MOVING_AVERAGE}) {np.mean(returns) if returns else 0.0:6.1f} | "
-            f"epsilon {epsilon:.3f} | {(step - self.clock_step) / (now - self.clock):6.0f} "
-            f"steps/s | last eval {self.last_eval:6.1f}",
-            flush=True,
-        )
-        self.clock, self.clock_step = now, step
-
-
-class StopFlag:
-    """The first Ctrl-C (or SIGTERM) asks the loop to stop and save; a second Ctrl-C aborts."""
-
-    def __init__(self):
-        self.signal = None
-
-    @property
-    def requested(self) -> bool:
-        return self.signal is not None
-
-    def __call__(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.signal = signum
-        name = signal.Signals(signum).name
-        print(f"\n{name}: stopping and saving what was learned (Ctrl-C again to abort)", flush=True)
-
-
-class TensorBoardLog:
-    """Scalars for `tensorboard --logdir RESULTS_DIR`."""
-
-    def __init__(self, folder: Path):
-        import tensorflow as tf
-
-        self.tf = tf
-        self.writer = tf.summary.create_file_writer(str(folder))
-
-    def scalar(self, name: str, value: float, step: int) -> None:
-        with self.writer.as_default():
-            self.tf.summary.scalar(name, value, step=step)
-
-    def episode(self, episodes: list[tuple], step: int) -> None:
-        _, _, episode_return, epsilon = episodes[-1]
-        recent = np.mean([e[2] for e in episodes[-MOVING_AVERAGE:]])
-        self.scalar("train/episode_return", episode_return, step)
-        self.scalar(f"train/mean_return_last_{MOVING_AVERAGE}", recent, step)
-        self.scalar("train/epsilon", epsilon, step)
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-# ---------------------------------------------------------------------------------------------
 # Entry points
 # ---------------------------------------------------------------------------------------------
 
 KEPT_ON_FAILURE = ("model.keras", "episodes.csv", "summary.json")  # written elsewhere if need be
 
 
-def run_training(cfg: Config) -> int:
+def run_training(cfg: Config, clock: PhaseClock) -> int:
     """Train, then score the kept snapshot on unseen episodes, record it and write the outputs."""
     results = Path(cfg.results_dir)
     print(f"Training a DQN on {cfg.env} (seed {cfg.seed}); outputs go to {results}/", flush=True)
     facts = run_facts()  # before anything is written, so that the commit's state is the run's
-    with CLOCK.phase("import_tensorflow"):
+    with clock.phase("import_tensorflow"):
         if cfg.xla_cache and not cfg.no_xla:
             use_xla_cache(xla_cache_folder())
         setup_tensorflow(cfg.seed)
-    with CLOCK.phase("build_agent"):
+    with clock.phase("build_agent"):
         agent = DQNAgent(cfg)
     if not cfg.no_gifs:
-        with CLOCK.phase("before_gif"):
+        with clock.phase("before_gif"):
             frames, score, fps = record_episode(agent.weights, cfg.env, GIF_SEED)
             save_gif(results / "before.gif", frames, fps)
         print(f"untrained agent: return {score:.0f}")
@@ -1363,18 +1393,18 @@ def run_training(cfg: Config) -> int:
     stop = StopFlag()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        run = train(agent, cfg, stop, tensorboard)
-        if run["best"]["weights"] is not None:
-            agent.q_network.set_weights(run["best"]["weights"])
-        final, gif = final_check(cfg, run)
-        outputs = training_outputs(agent, run, final, gif, facts)
-        write_outputs(results, outputs, keep=KEPT_ON_FAILURE)
+        run = monitored_training(agent, stop, clock, tensorboard)
+        if run["kept"].weights is not None:
+            agent.q_network.set_weights(run["kept"].weights)  # the model saved is the kept one
+        final, gif = final_check(cfg, run, clock)
+        outputs = training_outputs(agent, run, final, gif, facts, clock)
+        write_outputs(results, outputs, keep=KEPT_ON_FAILURE, clock=clock)
     finally:
         if tensorboard:
             tensorboard.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    print(f"{verdict(run)}; {time.perf_counter() - PROCESS_START:.1f} s in all")
+    print(f"{verdict(run)}; {time.perf_counter() - clock.start:.1f} s in all")
     if run["stop_reason"] == "interrupted":
         return 128 + stop.signal
     return 1 if run["stop_reason"] == "diverged" else 0
@@ -1385,24 +1415,24 @@ def verdict(run: dict) -> str:
     return f"solved in {run['steps_to_solve']} steps" if solved else run["stop_reason"]
 
 
-def final_check(cfg: Config, run: dict):
+def final_check(cfg: Config, run: dict, clock: PhaseClock):
     """Score the kept snapshot on --confirm-episodes unseen episodes and record its GIF."""
-    best = run["best"]
-    if best["weights"] is None:
+    kept = run["kept"]
+    if kept.weights is None:
         print("no model saved: training diverged before any snapshot was checked")
         return None, None
-    with CLOCK.phase("final_evaluation"):
-        final = evaluate(best["weights"], cfg.env, cfg.confirm_episodes, FINAL_SEED)
+    with clock.phase("final_evaluation"):
+        final = evaluate(kept.weights, cfg.env, cfg.confirm_episodes, FINAL_SEED)
     print(
-        f"saved snapshot (step {best['step']}): {cfg.confirm_episodes} greedy episodes on "
+        f"saved snapshot (step {kept.step}): {cfg.confirm_episodes} greedy episodes on "
         f"unseen seeds: mean {final.mean():.1f}, std {final.std():.1f}, min {final.min():.0f}"
     )
     if run["stop_reason"] == "diverged":
-        print(f"training diverged; the model saved is the snapshot of step {best['step']}")
+        print(f"training diverged; the model saved is the snapshot of step {kept.step}")
     gif = None
     if not cfg.no_gifs and run["stop_reason"] != "interrupted":
-        with CLOCK.phase("after_gif"):
-            gif = record_episode(best["weights"], cfg.env, GIF_SEED)
+        with clock.phase("after_gif"):
+            gif = record_episode(kept.weights, cfg.env, GIF_SEED)
         print(f"trained agent: return {gif[1]:.0f} (the episode from seed {GIF_SEED})")
     return final, gif
 
@@ -1449,13 +1479,13 @@ def run_facts() -> dict:
     return facts
 
 
-def summarize(cfg: Config, run: dict, final: np.ndarray | None, gif, facts: dict) -> dict:
+def summarize(cfg: Config, run: dict, final, gif, facts: dict, clock: PhaseClock) -> dict:
     """summary.json: the run's outcome, its timings, every evaluation and the settings."""
     import gymnasium
     import keras
     import tensorflow as tf
 
-    best = run["best"]
+    kept = run["kept"]
     final_eval = None
     if final is not None:
         final_eval = {
@@ -1471,24 +1501,24 @@ def summarize(cfg: Config, run: dict, final: np.ndarray | None, gif, facts: dict
         "solved": run["steps_to_solve"] is not None,
         "stop_reason": run["stop_reason"],
         "interrupted": run["stop_reason"] == "interrupted",
-        "model_saved": best["weights"] is not None,
+        "model_saved": kept.weights is not None,
         "steps_to_solve": run["steps_to_solve"],
         "seconds_to_solve": run["seconds_to_solve"],
         "solve_check_mean": run["solve_check"],
         "polish_end": run["polish_end"],
         "steps": run["steps"],
         "episodes": len(run["episodes"]),
-        "saved_snapshot_step": best["step"],
-        "saved_snapshot_check_mean": best["check"],  # on the check episodes it was chosen on
-        "saved_snapshot_certified_mean": best["score"] if run["steps_to_solve"] else None,
+        "saved_snapshot_step": kept.step,
+        "saved_snapshot_check_mean": kept.check,  # on the check episodes it was chosen on
+        "saved_snapshot_certified_mean": kept.certified,
         "polish_seconds": run["polish_seconds"],
         "final_eval": final_eval,
         "gif_return": gif[1] if gif else None,
         "train_seconds": run["train_seconds"],
-        "total_seconds": time.perf_counter() - PROCESS_START,  # up to this file's writing
+        "total_seconds": time.perf_counter() - clock.start,  # up to this file's writing
         # Wall seconds per phase, each second charged to one phase, from just after the
         # interpreter and NumPy started; "write_summary" is this file, not yet written.
-        "phase_seconds": {name: round(t, 4) for name, t in CLOCK.seconds.items()},
+        "phase_seconds": {name: round(t, 4) for name, t in clock.seconds.items()},
         "evaluations": run["evaluations"],
         "certifications": run["certifications"],  # (step, check, certified): lower bounds
         "run": facts,
@@ -1502,13 +1532,13 @@ def summarize(cfg: Config, run: dict, final: np.ndarray | None, gif, facts: dict
     }
 
 
-def training_outputs(agent: DQNAgent, run: dict, final, gif, facts: dict) -> dict:
+def training_outputs(agent: DQNAgent, run: dict, final, gif, facts: dict, clock) -> dict:
     """What to write, in order: the model first, since it is what the run was for, and
     summary.json last, so that it can say how long writing the others took."""
     cfg = agent.cfg
     title = f"DQN on {cfg.env}, seed {cfg.seed}: {verdict(run)}"
     outputs = {}
-    if run["best"]["weights"] is not None:
+    if run["kept"].weights is not None:
         outputs["model.keras"] = lambda path: save_model(path, agent.q_network)
     outputs["episodes.csv"] = lambda path: save_episodes_csv(path, run["episodes"])
     outputs["rewards.png"] = lambda path: plot_rewards(
@@ -1516,16 +1546,18 @@ def training_outputs(agent: DQNAgent, run: dict, final, gif, facts: dict) -> dic
     )
     if gif:
         outputs["after.gif"] = lambda path: save_gif(path, gif[0], gif[2])
-    outputs["summary.json"] = lambda path: save_json(path, summarize(cfg, run, final, gif, facts))
+    outputs["summary.json"] = lambda path: save_json(
+        path, summarize(cfg, run, final, gif, facts, clock)
+    )
     return outputs
 
 
-def write_outputs(folder: Path, outputs: dict, keep: tuple) -> None:
+def write_outputs(folder: Path, outputs: dict, keep: tuple, clock=None) -> None:
     """Write each output into `folder` in order. If one fails, write the outputs named in
     `keep` to a new temporary folder instead, and raise a WriteError that names both."""
     for name, write in outputs.items():
         try:
-            with CLOCK.phase("write_" + name.split(".")[0]):
+            with clock.phase("write_" + name.split(".")[0]) if clock else contextlib.nullcontext():
                 write(folder / name)
         except WriteError as exc:
             fallback = Path(tempfile.mkdtemp(prefix="dqn_cartpole-"))
@@ -1565,15 +1597,15 @@ def run_watch(cfg: Config) -> int:
 
 
 def main(argv=None) -> int:
-    CLOCK.reset()
+    clock = PhaseClock(PROCESS_START)
     cfg = parse_args(argv)
-    CLOCK.switch("validate")
+    clock.switch("validate")
     try:
         validate(cfg)
         if cfg.watch and cfg.no_gifs:  # nothing to write
             return run_watch(cfg)
         with results_folder(Path(cfg.results_dir)):
-            return run_watch(cfg) if cfg.watch else run_training(cfg)
+            return run_watch(cfg) if cfg.watch else run_training(cfg, clock)
     except ConfigError as exc:
         print(f"dqn_cartpole.py: error: {exc}", file=sys.stderr)
         return 2

@@ -227,7 +227,7 @@ def memory_child(capacity: int, steps: int) -> None:
         rows[:, -1] = 0.99**3  # the 3-step discount
     agent.memory.size = capacity
     agent.experience_replay()  # compile before the clock starts
-    run = dqn.train(agent, cfg, dqn.StopFlag())
+    run = dqn.monitored_training(agent, dqn.StopFlag())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"steps_per_second": steps / run["train_seconds"], "peak_mib": peak}))
 

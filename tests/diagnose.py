@@ -41,7 +41,7 @@ def end_reason(next_state, terminated: bool) -> str:
 
 
 def memory_view(agent):
-    rows = agent.memory.transitions()
+    rows = np.roll(agent.memory.rows[: len(agent.memory)], -agent.memory.oldest, axis=0)
     n = agent.n_observations
     return rows[:, :n], rows[:, n].astype(int), rows[:, n + 1], rows[:, n + 2], rows[:, n + 3 :]
 
@@ -156,7 +156,7 @@ def main() -> None:
             )
 
     agent.remember = remember_and_watch
-    run = dqn.train(agent, cfg, dqn.StopFlag())
+    run = dqn.monitored_training(agent, dqn.StopFlag())
     print(f"steps_to_solve {run['steps_to_solve']}")
 
     args.out.mkdir(parents=True, exist_ok=True)

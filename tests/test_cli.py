@@ -302,7 +302,7 @@ def test_watch_refuses_a_keras_model_that_is_no_dense_q_network(tmp_path, tensor
 def test_watch_refuses_a_model_for_another_env_shape(tmp_path, tensorflow_ready):
     import dqn_cartpole
 
-    dqn_cartpole.build_q_network(6, 3, 1e-3, "mse", (24, 12)).save(tmp_path / "acrobot.keras")
+    dqn_cartpole.build_q_network(6, 3, (24, 12)).save(tmp_path / "acrobot.keras")
     result = run_script("--watch", tmp_path / "acrobot.keras", "--results-dir", tmp_path / "out")
     assert result.returncode == 2 and "maps 6 -> 3, but CartPole-v1 needs 4 -> 2" in result.stderr
     assert not (tmp_path / "out").exists()

@@ -13,6 +13,11 @@ import dqn_cartpole as dqn
 # ---- Replay memory ---------------------------------------------------------------------------
 
 
+def stored(memory):
+    """The stored rows, oldest first for FIFO and in slot order otherwise (a copy)."""
+    return np.roll(memory.rows[: len(memory)], -memory.oldest, axis=0)
+
+
 def fill(memory, count, start=0):
     for i in range(start, start + count):
         state = np.full(4, i, dtype=np.float32)
@@ -23,7 +28,7 @@ def test_memory_appends_until_full():
     memory = dqn.ReplayMemory(capacity=10, n_observations=4, rng=np.random.default_rng(0))
     fill(memory, 7)
     assert len(memory) == 7
-    assert list(memory.transitions()[:, 0]) == list(range(7))  # in order, nothing replaced
+    assert list(stored(memory)[:, 0]) == list(range(7))  # in order, nothing replaced
 
 
 def test_memory_when_full_overwrites_one_random_slot_and_never_grows():
@@ -31,9 +36,9 @@ def test_memory_when_full_overwrites_one_random_slot_and_never_grows():
     fill(memory, 10)
     replaced_slots = set()
     for i in range(100, 140):
-        before = list(memory.transitions()[:, 0])
+        before = list(stored(memory)[:, 0])
         fill(memory, 1, start=i)
-        after = list(memory.transitions()[:, 0])
+        after = list(stored(memory)[:, 0])
         assert len(memory) == 10
         changed = [slot for slot in range(10) if before[slot] != after[slot]]
         assert len(changed) == 1 and after[changed[0]] == i
@@ -69,7 +74,7 @@ def test_td_target_is_the_reward_alone_at_a_termination_and_bootstraps_otherwise
 
 
 def agent_memory_rows(agent):
-    rows = agent.memory.transitions()
+    rows = stored(agent.memory)
     return {
         "state0": rows[:, 0],
         "action": rows[:, 4],
@@ -149,8 +154,8 @@ def test_training_loop_stores_truncation_as_not_terminated(tensorflow_ready):
         log_every=10**6,
     )
     agent = dqn.DQNAgent(cfg)
-    run = dqn.train(agent, cfg, dqn.StopFlag())
-    rows = agent.memory.transitions()
+    run = dqn.monitored_training(agent, dqn.StopFlag())
+    rows = stored(agent.memory)
     terminated, next_states = rows[:, 4 + 2], rows[:, 4 + 3 : 4 + 7]
     # CartPole terminates exactly when the next state leaves these bounds.
     fell = (np.abs(next_states[:, 0]) > 2.4) | (np.abs(next_states[:, 2]) > 12 * np.pi / 180)
@@ -190,20 +195,21 @@ def test_epsilon_greedy_picks_the_argmax_at_zero_and_explores_at_one(tensorflow_
 def test_q_network_is_the_seeds_24_12_actions_relu_he_normal_adam_mse(tensorflow_ready):
     import keras
 
-    model = dqn.build_q_network(4, 2, learning_rate=1e-3, loss="mse", hidden=(24, 12))
+    agent = dqn.DQNAgent(dqn.Config(hidden="24,12", learning_rate=1e-3))
+    model = agent.q_network
     dense = model.layers
     assert [layer.units for layer in dense] == [24, 12, 2]
     assert [layer.activation.__name__ for layer in dense] == ["relu", "relu", "linear"]
     assert all(isinstance(layer.kernel_initializer, keras.initializers.HeNormal) for layer in dense)
-    assert isinstance(model.optimizer, keras.optimizers.Adam)
-    assert math.isclose(float(model.optimizer.learning_rate.numpy()), 1e-3, rel_tol=1e-6)
-    assert model.loss == "mse"
+    assert isinstance(agent.optimizer, keras.optimizers.Adam)
+    assert math.isclose(float(agent.optimizer.learning_rate.numpy()), 1e-3, rel_tol=1e-6)
+    assert agent.loss_fn is keras.losses.mean_squared_error
     assert model.input_shape == (None, 4) and model.output_shape == (None, 2)
 
 
 @pytest.mark.parametrize("hidden", [(24, 12), (64, 64), (16, 8, 4)])
 def test_numpy_forward_pass_matches_keras(tensorflow_ready, hidden):
-    model = dqn.build_q_network(4, 2, learning_rate=1e-3, loss="mse", hidden=hidden)
+    model = dqn.build_q_network(4, 2, hidden=hidden)
     assert [layer.units for layer in model.layers] == [*hidden, 2]
     states = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
     np.testing.assert_allclose(
@@ -326,7 +332,7 @@ def small_config(**overrides):
 def test_target_network_is_copied_every_target_update_every_steps(tensorflow_ready, monkeypatch):
     agent = dqn.DQNAgent(small_config(target_update_every=300))
     seen = spy_on_training(monkeypatch, agent)
-    dqn.train(agent, agent.cfg, dqn.StopFlag())
+    dqn.monitored_training(agent, dqn.StopFlag())
     assert seen["copies"] == [300, 600, 900, 1200]
     for a, b in zip(agent.target_network.get_weights(), agent.weights, strict=True):
         assert not np.array_equal(a, b)  # 100 steps of replay since the last copy
@@ -335,11 +341,11 @@ def test_target_network_is_copied_every_target_update_every_steps(tensorflow_rea
 def test_training_decays_epsilon_once_per_step_and_stores_every_step(tensorflow_ready):
     cfg = small_config(max_steps=700, epsilon_decay=0.995, epsilon_min=0.01, memory_size=2000)
     agent = dqn.DQNAgent(cfg)
-    run = dqn.train(agent, cfg, dqn.StopFlag())
+    run = dqn.monitored_training(agent, dqn.StopFlag())
     assert agent.epsilon == pytest.approx(0.995**700, rel=1e-9)  # 0.03: above the floor
     assert len(agent.memory) + len(agent.recent) == 700 == run["steps"]  # stored or waiting
     # No evaluation came (eval_every is 10**6): the latest weights are what there is to keep.
-    assert run["best"]["weights"] is agent.weights and run["best"]["step"] == 700
+    assert run["kept"].weights is agent.weights and run["kept"].step == 700
 
 
 # ---- Evaluation and outputs ------------------------------------------------------------------
@@ -422,7 +428,7 @@ def test_fifo_memory_when_full_drops_the_oldest():
     memory = dqn.ReplayMemory(10, n_observations=4, rng=np.random.default_rng(0), policy="fifo")
     fill(memory, 23)  # 13 past full: the ring's oldest row is in slot 3, not halfway round
     assert len(memory) == 10
-    assert list(memory.transitions()[:, 0]) == list(range(13, 23))  # the newest ten, in order
+    assert list(stored(memory)[:, 0]) == list(range(13, 23))  # the newest ten, in order
 
 
 class CountingRng:
@@ -473,7 +479,6 @@ def test_next_value_is_the_targets_max_or_its_value_of_the_online_choice(tensorf
 @pytest.mark.parametrize("loss, expected", [("mse", 50.0), ("huber", 4.75)])
 def test_loss_flag_chooses_the_replay_loss(tensorflow_ready, loss, expected):
     agent = dqn.DQNAgent(dqn.Config(loss=loss))
-    assert agent.q_network.loss == loss
     # One taken action off by 10 and the other exact, averaged over the two actions: MSE gives
     # 100 / 2, Huber (delta 1) gives (0.5 + 9) / 2: it grows linearly with large errors.
     value = agent.loss_fn(np.array([[10.0, 0.0]]), np.array([[0.0, 0.0]]))
@@ -520,13 +525,13 @@ def test_after_solving_checks_that_match_the_best_are_certified_and_the_best_cer
         monkeypatch, short=480, checks=[476, 490, 470, 495, 480], certified=[471, 483, 478]
     )
     agent = dqn.DQNAgent(polish_config())
-    run = dqn.train(agent, agent.cfg, dqn.StopFlag())
+    run = dqn.monitored_training(agent, dqn.StopFlag())
     assert run["steps_to_solve"] == 100 and run["solve_check"] == 476
     assert run["steps"] == 500 and run["stop_reason"] == "solved"  # 400 steps after solving
     assert run["polish_end"] == "polish_steps"
     assert run["certifications"] == [(100, 476, 471), (200, 490, 483), (400, 495, 478)]
-    assert run["best"]["step"] == 200 and run["best"]["score"] == 483
-    assert run["best"]["check"] == 490
+    assert run["kept"].step == 200 and run["kept"].certified == 483
+    assert run["kept"].check == 490
     assert [seed for seed, _ in calls].count(dqn.CERTIFY_SEED) == 3
     # The first certification has nothing to beat; each later one may stop once it cannot
     # beat the kept snapshot's (471, then 483).
@@ -538,9 +543,9 @@ def test_a_perfect_certification_ends_training_at_once(tensorflow_ready, monkeyp
         monkeypatch, short=480, checks=[476, 500.0, 500.0, 499], certified=[480, 499.5, 500.0]
     )
     agent = dqn.DQNAgent(polish_config())
-    run = dqn.train(agent, agent.cfg, dqn.StopFlag())
+    run = dqn.monitored_training(agent, dqn.StopFlag())
     # Step 200's perfect check certified at 499.5: not perfect, so training went on.
-    assert run["steps"] == 300 and run["best"]["step"] == 300 and run["best"]["score"] == 500
+    assert run["steps"] == 300 and run["kept"].step == 300 and run["kept"].certified == 500
     assert run["polish_end"] == "perfect" and calls[-1] == (dqn.CERTIFY_SEED, 500.0)
 
 
@@ -551,9 +556,9 @@ def test_polish_patience_ends_polishing_after_checks_that_keep_nothing(
     # below the best check, one certifies worse): two in a row, so patience 2 ends it at 300.
     scripted_evaluate(monkeypatch, short=-50, checks=[-90, -95, -80, -70], certified=[-85, -86])
     agent = dqn.DQNAgent(polish_config(env="Acrobot-v1", polish_patience=2))
-    run = dqn.train(agent, agent.cfg, dqn.StopFlag())
+    run = dqn.monitored_training(agent, dqn.StopFlag())
     assert run["steps_to_solve"] == 100 and run["steps"] == 300
-    assert run["polish_end"] == "patience" and run["best"]["step"] == 100
+    assert run["polish_end"] == "patience" and run["kept"].step == 100
 
 
 def test_without_a_known_highest_return_no_check_is_perfect(tensorflow_ready, monkeypatch):
@@ -561,21 +566,21 @@ def test_without_a_known_highest_return_no_check_is_perfect(tensorflow_ready, mo
     # CartPole has a known highest return, so here polishing runs its whole budget.
     scripted_evaluate(monkeypatch, short=-50, checks=[-60] + [0.0] * 10, certified=[-60, 0.0])
     agent = dqn.DQNAgent(polish_config(env="Acrobot-v1"))
-    run = dqn.train(agent, agent.cfg, dqn.StopFlag())
+    run = dqn.monitored_training(agent, dqn.StopFlag())
     assert run["steps"] == 500 and run["polish_end"] == "polish_steps"
 
 
 def test_polish_steps_zero_stops_at_the_first_solve(tensorflow_ready, monkeypatch):
     scripted_evaluate(monkeypatch, short=480, checks=[476, 500], certified=[480])
     agent = dqn.DQNAgent(polish_config(polish_steps=0))
-    run = dqn.train(agent, agent.cfg, dqn.StopFlag())
-    assert run["steps"] == run["steps_to_solve"] == run["best"]["step"] == 100
+    run = dqn.monitored_training(agent, dqn.StopFlag())
+    assert run["steps"] == run["steps_to_solve"] == run["kept"].step == 100
 
 
 def test_a_failed_long_check_is_not_a_solve(tensorflow_ready, monkeypatch):
     scripted_evaluate(monkeypatch, short=480, checks=[474] * 100)
     agent = dqn.DQNAgent(polish_config(max_steps=1_000))
-    run = dqn.train(agent, agent.cfg, dqn.StopFlag())
+    run = dqn.monitored_training(agent, dqn.StopFlag())
     assert run["steps_to_solve"] is None and run["stop_reason"] == "max_steps"
     assert run["steps"] == 1_000
 
@@ -583,9 +588,9 @@ def test_a_failed_long_check_is_not_a_solve(tensorflow_ready, monkeypatch):
 def test_polish_lr_factor_scales_the_learning_rate_once_solved(tensorflow_ready, monkeypatch):
     scripted_evaluate(monkeypatch, short=480, checks=[476, 480, 490, 470, 480], certified=[476])
     agent = dqn.DQNAgent(polish_config(learning_rate=1e-3, polish_lr_factor=0.1))
-    run = dqn.train(agent, agent.cfg, dqn.StopFlag())
+    run = dqn.monitored_training(agent, dqn.StopFlag())
     assert run["steps_to_solve"] == 100
-    rate = float(agent.q_network.optimizer.learning_rate.numpy())
+    rate = float(agent.optimizer.learning_rate.numpy())
     assert rate == pytest.approx(1e-4, rel=1e-5)  # scaled once, not at every check
 
 
@@ -603,8 +608,8 @@ def sgd_agent(**overrides):
     settings = dict(hidden="16,16", batch_size=1, gradient_steps=1, no_xla=True)
     cfg = dqn.Config(**{**settings, **overrides})
     agent = dqn.DQNAgent(cfg)
-    agent.q_network.compile(optimizer=keras.optimizers.SGD(learning_rate=1e-3), loss=cfg.loss)
-    agent.q_network.optimizer.build(agent.q_network.trainable_variables)
+    agent.optimizer = keras.optimizers.SGD(learning_rate=1e-3)
+    agent.optimizer.build(agent.q_network.trainable_variables)
     agent.memory = dqn.ReplayMemory(1, 4, np.random.default_rng(0))
     # A target network unlike the online one, so that using the wrong one shows.
     rng = np.random.default_rng(7)
@@ -668,7 +673,7 @@ def test_a_replay_that_breaks_the_weights_keeps_the_last_finite_ones(tensorflow_
     fill(agent.memory, 64)
     assert math.isfinite(agent.experience_replay())
     finite = [w.copy() for w in agent.weights]
-    agent.q_network.optimizer.learning_rate.assign(1e30)  # the next updates overflow
+    agent.optimizer.learning_rate.assign(1e30)  # the next updates overflow
     losses = [agent.experience_replay() for _ in range(3)]
     assert any(math.isnan(loss) for loss in losses)
     assert not all(np.isfinite(w).all() for w in agent.q_network.get_weights())
@@ -688,7 +693,7 @@ def test_replay_starts_once_min_observations_are_stored_and_runs_every_train_eve
     cfg = small_config(n_step=1, min_observations=100, train_every=8, eval_every=50, max_steps=400)
     agent = dqn.DQNAgent(cfg)
     seen = spy_on_training(monkeypatch, agent, evaluations=True)
-    dqn.train(agent, cfg, dqn.StopFlag())
+    dqn.monitored_training(agent, dqn.StopFlag())
     assert seen["replays"] == list(range(104, 401, 8))
     assert seen["evaluations"] == list(range(100, 401, 50))
 
@@ -783,9 +788,7 @@ def test_evaluate_plays_episode_i_from_seed_plus_i_as_one_env_alone_would():
     # LunarLander has no vector version, so evaluate() steps its envs one by one: each episode
     # must be the one that an env alone plays from reset(seed + i), whatever the others do.
     weights = random_weights(8, 4, seed=0)
-    env = gym.make("LunarLander-v3")
-    alone = [dqn.play_episode(weights, env, seed=5 + i)[0] for i in range(4)]
-    env.close()
+    alone = [dqn.record_episode(weights, "LunarLander-v3", seed=5 + i)[1] for i in range(4)]
     assert len(set(alone)) == 4
     returns = dqn.evaluate(weights, "LunarLander-v3", episodes=4, seed=5)
     np.testing.assert_array_equal(returns, alone)
@@ -836,8 +839,8 @@ def test_training_loop_acts_from_each_next_state_and_counts_every_reward(tensorf
     # stored transition starts where the one before it ended.
     cfg = small_config(max_steps=400, n_step=1, memory_size=400, min_observations=400)
     agent = dqn.DQNAgent(cfg)
-    run = dqn.train(agent, cfg, dqn.StopFlag())
-    rows = agent.memory.transitions()
+    run = dqn.monitored_training(agent, dqn.StopFlag())
+    rows = stored(agent.memory)
     ends = np.array([steps for _, steps, _, _ in run["episodes"]])
     returns = np.array([episode_return for _, _, episode_return, _ in run["episodes"]])
     np.testing.assert_array_equal(returns, np.diff([0, *ends]))
@@ -894,33 +897,28 @@ def test_evaluate_closes_its_envs(monkeypatch, pass_mark):
 def test_the_clock_charges_collecting_the_first_replay_and_learning_to_their_phases(
     tensorflow_ready, monkeypatch
 ):
-    # Note the phase that the clock is charging when the loop resets the env and replays.
+    # Each replay sleeps a known time: the first one's step goes to "compile", later ones to
+    # "learn", and the steps before replay starts to "collect".
     cfg = small_config(max_steps=200, min_observations=64, train_every=16, n_step=1)
     agent = dqn.DQNAgent(cfg)
-    seen, reset, replay = [], agent.env.reset, agent.experience_replay
+    replay, replays = agent.experience_replay, []
 
-    def noting_reset(**kwargs):
-        seen.append(("reset", dqn.CLOCK.stack[-1]))
-        return reset(**kwargs)
-
-    def noting_replay():
-        seen.append(("replay", dqn.CLOCK.stack[-1]))
+    def slow_replay():
+        time.sleep(0.2 if not replays else 0.01)
+        replays.append(1)
         return replay()
 
-    monkeypatch.setattr(agent.env, "reset", noting_reset)
-    monkeypatch.setattr(agent, "experience_replay", noting_replay)
-    dqn.CLOCK.switch("before_training")
-    dqn.train(agent, cfg, dqn.StopFlag())
-    assert seen[0] == ("reset", "collect")  # the first reset is already training's
-    replays = [phase for what, phase in seen if what == "replay"]
-    assert replays == ["compile"] + ["learn"] * (len(replays) - 1) and len(replays) == 9
-    assert dqn.CLOCK.stack == ["after_training"]  # what follows is charged elsewhere
-    assert {"collect", "compile", "learn"} <= set(dqn.CLOCK.seconds)
+    monkeypatch.setattr(agent, "experience_replay", slow_replay)
+    clock = dqn.PhaseClock()
+    dqn.monitored_training(agent, dqn.StopFlag(), clock)
+    assert len(replays) == 9 and clock.stack == ["after_training"]
+    assert clock.seconds["compile"] >= 0.2 and clock.seconds["learn"] >= 8 * 0.01
+    assert 0 < clock.seconds["collect"] < 0.2  # the first replay's sleep is not collecting
 
 
 def test_training_prints_progress_every_log_every_steps(tensorflow_ready, capsys):
     cfg = small_config(max_steps=300, log_every=100)
-    dqn.train(dqn.DQNAgent(cfg), cfg, dqn.StopFlag())
+    dqn.monitored_training(dqn.DQNAgent(cfg), dqn.StopFlag())
     lines = [line for line in capsys.readouterr().out.splitlines() if "steps/s" in line]
     assert [int(line.split()[1]) for line in lines] == [100, 200, 300]
 
@@ -937,26 +935,27 @@ def test_a_stop_request_ends_training_after_the_step_it_came_in(tensorflow_ready
         return act(state)
 
     monkeypatch.setattr(agent, "get_action", acting_then_interrupted)
-    run = dqn.train(agent, cfg, stop)
+    run = dqn.monitored_training(agent, stop)
     assert run["stop_reason"] == "interrupted" and run["steps"] == 41
 
 
 def test_a_diverged_replay_stops_training_and_says_so(tensorflow_ready, capsys):
     cfg = small_config(max_steps=1_000, learning_rate=1e30, hidden="8")
     before = time.perf_counter()
-    run = dqn.train(dqn.DQNAgent(cfg), cfg, dqn.StopFlag())
+    run = dqn.monitored_training(dqn.DQNAgent(cfg), dqn.StopFlag())
     elapsed = time.perf_counter() - before
     assert run["stop_reason"] == "diverged" and run["steps"] < cfg.max_steps
-    assert run["best"]["weights"] is None  # no evaluation before it broke: nothing to save
+    assert run["kept"].weights is None  # no evaluation before it broke: nothing to save
     assert "training diverged" in capsys.readouterr().out
     assert 0 < run["train_seconds"] <= elapsed  # the loop's own seconds, not a sum of clocks
 
 
 def test_a_check_returns_the_score_it_records(tensorflow_ready, monkeypatch):
     agent = dqn.DQNAgent(small_config())
-    checks = dqn.Checks(agent.cfg, agent.env.spec)
+    selector = dqn.SnapshotSelector(agent.cfg, 475.0, dqn.PhaseClock())
     monkeypatch.setattr(dqn, "evaluate", lambda *args, **kwargs: np.full(10, 123.0))
-    assert checks.evaluate(250, agent) == 123.0 == checks.evaluations[-1][1]
+    assert selector.evaluate(250, agent.weights) == (123.0, False)
+    assert selector.evaluations[-1] == (250, 123.0)
 
 
 def test_before_the_solve_the_best_short_evaluation_is_the_kept_snapshot(
@@ -967,9 +966,9 @@ def test_before_the_solve_the_best_short_evaluation_is_the_kept_snapshot(
     scores = iter([100.0, 300.0, 300.0, 250.0])
     monkeypatch.setattr(dqn, "evaluate", lambda w, e, n, *args, **kw: np.full(n, next(scores)))
     agent = dqn.DQNAgent(small_config(eval_every=100, max_steps=400))
-    run = dqn.train(agent, agent.cfg, dqn.StopFlag())
+    run = dqn.monitored_training(agent, dqn.StopFlag())
     assert run["steps_to_solve"] is None and run["stop_reason"] == "max_steps"
-    assert run["best"]["step"] == 200 and run["best"]["score"] == 300.0
+    assert run["kept"].step == 200 and run["kept"].check == 300.0
     assert [score for _, score in run["evaluations"]] == [100.0, 300.0, 300.0, 250.0]
 
 
@@ -978,7 +977,7 @@ def test_the_line_itself_passes_and_the_solve_says_so(tensorflow_ready, monkeypa
     # solves; what the evaluation records is then the check's score, and the run says so.
     scripted_evaluate(monkeypatch, short=475, checks=[475, 470, 470, 470, 470], certified=[480])
     agent = dqn.DQNAgent(polish_config())
-    run = dqn.train(agent, agent.cfg, dqn.StopFlag())
+    run = dqn.monitored_training(agent, dqn.StopFlag())
     assert run["steps_to_solve"] == 100 and run["solve_check"] == 475
     since_start = time.perf_counter() - dqn.PROCESS_START
     assert 0 < run["seconds_to_solve"] < since_start
@@ -999,6 +998,6 @@ def test_a_later_snapshot_that_only_ties_the_kept_certification_is_not_kept(
         monkeypatch, short=480, checks=[476, 490, 470, 470, 470], certified=[480, 480]
     )
     agent = dqn.DQNAgent(polish_config())
-    run = dqn.train(agent, agent.cfg, dqn.StopFlag())
+    run = dqn.monitored_training(agent, dqn.StopFlag())
     assert run["certifications"] == [(100, 476, 480), (200, 490, 480)]
-    assert run["best"]["step"] == 100 and run["best"]["check"] == 476
+    assert run["kept"].step == 100 and run["kept"].check == 476
