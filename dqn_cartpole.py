@@ -486,12 +486,13 @@ def train(agent: DQNAgent, cfg: Config, callbacks: Callbacks) -> int:
 STEP_REWARD_BOUND = {"CartPole-v1": 1.0, "Acrobot-v1": 0.0, "MountainCar-v0": 0.0}
 PERFECT_RETURN = {"CartPole-v1": 500.0}
 
-# Each kind of evaluation resets its envs from a fixed seed of its own (the vector envs take
-# seed, seed + 1, ...), so every check of a run plays the same episodes. Training resets from
-# --seed once and then runs on unseeded, so its episodes differ from these in all but the odd
-# case of a --seed that starts one of these ranges. With at most 5,000 episodes a kind, the
-# ranges never meet: the 10-episode evaluations, the checks, the certifications, the final
-# evaluation of the saved snapshot, the GIF's episode (--watch-seed's default is 50,000).
+# Each kind of evaluation resets its envs from a fixed seed of its own, so every check of a run
+# plays the same episodes: the 10-episode evaluations, the checks, the certifications, the final
+# evaluation of the saved snapshot, the GIF's episode (--watch-seed's default is 50,000). Where
+# episode i resets from seed + i (every env but CartPole, see evaluate()), at most 5,000 episodes
+# a kind keep the ranges apart; CartPole's vector env draws every start from one generator
+# seeded with the kind's seed, so its kinds play different streams of starts. Training resets
+# from --seed once and then runs on unseeded.
 EVAL_SEED, CONFIRM_SEED, CERTIFY_SEED = 10_000, 20_000, 25_000
 FINAL_SEED, GIF_SEED = 30_000, 40_000
 
@@ -816,9 +817,11 @@ class TensorBoardLog:
 
 
 def evaluate(weights, env_id: str, episodes: int, seed: int, pass_mark=None) -> np.ndarray:
-    """Greedy returns of `episodes` episodes, run side by side, episode i reset from seed + i.
+    """Greedy returns of `episodes` episodes, run side by side, all fixed by `seed`.
 
-    CartPole has a NumPy-vectorised env, which steps all of them at once. Other envs step one
+    CartPole has a NumPy-vectorised env, which steps all of them at once and draws every
+    episode's start from one generator seeded with `seed`. Other envs reset episode i from
+    seed + i, as an env alone would, and step one
     by one in Python, so only the episodes still running step: in a vector env every one would
     step (or reset) until the longest ended (results/benchmark.md measures the difference).
     With `pass_mark`, and where STEP_REWARD_BOUND knows the most a step of `env_id` can pay,

@@ -9,6 +9,12 @@ import sys
 from conftest import ROOT, SCRIPT
 
 
+def cache_files(folder):
+    return sorted(
+        (p.name, p.stat().st_size, p.stat().st_mtime_ns, p.read_bytes()) for p in folder.iterdir()
+    )
+
+
 def test_same_seed_gives_the_same_run_with_the_xla_cache_empty_or_warm(tmp_path):
     # Three runs of 1,100 steps (replay from step 1,008): seed 3 with an empty XLA cache, seed 3
     # with it warm, and seed 4 without it.
@@ -29,9 +35,9 @@ def test_same_seed_gives_the_same_run_with_the_xla_cache_empty_or_warm(tmp_path)
         assert result.returncode == 0, result.stderr
         runs[name] = (tmp_path / name / "episodes.csv").read_text()
         if name == "first":
-            stored = sorted(p.name for p in cache.iterdir())
-            assert len(stored) == 1 and stored[0].startswith("xla_compile_cache")
-    assert sorted(p.name for p in cache.iterdir()) == stored  # read, not written again
+            stored = cache_files(cache)
+            assert len(stored) == 1 and stored[0][0].startswith("xla_compile_cache")
+    assert cache_files(cache) == stored  # read, not written again: same names, bytes and times
     assert not (tmp_path / "x").exists()  # --no-xla-cache leaves the cache alone
     # The same seed is the same run, compiled or loaded from the cache; another seed another run.
     assert runs["first"] == runs["second"] and len(runs["first"].splitlines()) > 20

@@ -171,3 +171,56 @@ def test_parse_seeds_and_seed_text_round_trip():
     seeds = study.parse_seeds("0-3,7,10-11")
     assert seeds == [0, 1, 2, 3, 7, 10, 11]
     assert study.seed_text(seeds) == "0-3, 7, 10-11"
+
+
+# ---- How the study scores a saved model: every "saved agents" figure comes from these -------
+
+
+def random_weights(sizes, seed):
+    rng = np.random.default_rng(seed)
+    shapes = [(a, b) for a, b in zip(sizes, sizes[1:], strict=False)]
+    return [w for a, b in shapes for w in (rng.normal(0, 1, (a, b)), rng.normal(0, 1, b))]
+
+
+def test_model_weights_reads_a_saved_q_network_layer_by_layer(tensorflow_ready, tmp_path):
+    import dqn_cartpole as dqn
+
+    model = dqn.build_q_network(4, 2, (16, 8))
+    weights = [w.astype(np.float32) for w in random_weights((4, 16, 8, 2), seed=1)]
+    model.set_weights(weights)
+    model.save(tmp_path / "model.keras")
+    read = study.model_weights(tmp_path / "model.keras")
+    assert len(read) == len(weights) == 6
+    for got, expected in zip(read, weights, strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+def pumping_weights(env_id):
+    """A one-layer Q-network whose greedy policy follows a velocity in the observation (the
+    cart's on CartPole, the second joint's on Acrobot): episodes that differ from start to start."""
+    n_obs, n_actions, index = {"CartPole-v1": (4, 2, 3), "Acrobot-v1": (6, 3, 5)}[env_id]
+    kernel = np.zeros((n_obs, n_actions), np.float32)
+    kernel[index, 0], kernel[index, -1] = -1.0, 1.0
+    return [kernel, np.zeros(n_actions, np.float32)]
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1"])
+def test_own_evaluation_plays_episode_i_greedily_from_its_own_seed_plus_i(env_id):
+    import gymnasium as gym
+
+    import dqn_cartpole as dqn
+
+    weights = pumping_weights(env_id)
+    returns = study.own_evaluation(weights, env_id)
+    assert len(returns) == study.OWN_EVAL_EPISODES == 100
+    assert len(set(returns)) > 5  # the episodes differ, so a wrong seed would show
+    env, expected = gym.make(env_id), []
+    for i in range(0, 100, 9):  # every ninth episode, as an env alone plays it
+        obs, _ = env.reset(seed=study.OWN_EVAL_SEED + i)
+        total, done = 0.0, False
+        while not done:
+            action = int(np.argmax(dqn.q_values(weights, obs)))
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total, done = total + reward, terminated or truncated
+        expected.append(total)
+    np.testing.assert_array_equal(returns[::9], expected)

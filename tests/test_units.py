@@ -1,6 +1,7 @@
 """Fast tests of the pieces: memory, targets, epsilon, network, replay, outputs."""
 
 import dataclasses
+import json
 import math
 import time
 
@@ -492,8 +493,9 @@ def scripted_evaluate(monkeypatch, short, checks, certified=()):
     """Replace evaluate(): short evaluations score `short`, the 100-episode checks the next of
     `checks`, and certifications the next of `certified` (then 0)."""
     checks, certified = iter(checks), iter(certified)
-    calls, pass_marks = [], []
+    calls, pass_marks, episodes_asked = [], [], []
     scripted_evaluate.certify_pass_marks = pass_marks  # what each certification had to beat
+    scripted_evaluate.episodes = episodes_asked  # (seed, score, episodes) of every call
 
     def fake(weights, env_id, episodes, seed, pass_mark=None):
         if seed == dqn.EVAL_SEED:
@@ -505,6 +507,7 @@ def scripted_evaluate(monkeypatch, short, checks, certified=()):
             score = next(certified, 0.0)
             pass_marks.append(pass_mark)
         calls.append((seed, score))
+        episodes_asked.append((seed, score, episodes))
         return np.full(episodes, float(score))
 
     monkeypatch.setattr(dqn, "evaluate", fake)
@@ -929,7 +932,6 @@ def test_a_stop_request_ends_training_after_the_step_it_came_in(tensorflow_ready
     act = agent.get_action
 
     def acting_then_interrupted(state):
-        calls[0] += 1
         if calls[0] == 41:
             stop.signal = 2  # as Ctrl-C sets it, during step 41
         return act(state)
@@ -1001,3 +1003,143 @@ def test_a_later_snapshot_that_only_ties_the_kept_certification_is_not_kept(
     run = dqn.monitored_training(agent, dqn.StopFlag())
     assert run["certifications"] == [(100, 476, 480), (200, 490, 480)]
     assert run["kept"].step == 100 and run["kept"].check == 476
+
+
+# ---- What the review found unseen: memory draws, episode counts, the saved snapshot ----------
+
+
+def test_a_full_memory_overwrites_the_slot_its_own_stream_draws_and_every_slot_can_go():
+    # The slot a new row replaces is the next draw of the memory's own generator, so neither a
+    # round-robin overwrite nor a draw that misses the last slot would match.
+    memory = dqn.ReplayMemory(
+        10, 4, rng=np.random.default_rng(5), batch_rng=np.random.default_rng(6)
+    )
+    fill(memory, 10)
+    draws = np.random.default_rng(5).integers(10, size=300)
+    for i, slot in enumerate(draws):
+        memory.sample(1, 4)  # minibatches draw from a stream of their own: no effect on slots
+        fill(memory, 1, start=1_000 + i)
+        assert memory.rows[slot, 0] == 1_000 + i
+    assert set(draws) == set(range(10))
+
+
+def test_minibatches_come_from_the_stored_rows_alone_and_from_all_of_them():
+    # Rows are numbered from 1, so an unfilled row of zeros would show as id 0; 4,000 draws over
+    # 30 rows reach every one, and each about equally often (uniform, not a corner).
+    memory = dqn.ReplayMemory(100, 4, rng=np.random.default_rng(0))
+    fill(memory, 30, start=1)
+    ids = memory.sample(100, 40)[0][..., 0].astype(int).ravel()
+    counts = np.bincount(ids, minlength=31)
+    assert counts[0] == 0 and ids.max() == 30
+    assert counts[1:].min() > 4_000 / 30 * 0.6 and counts[1:].max() < 4_000 / 30 * 1.4
+
+
+def test_fifo_minibatches_reach_every_row_after_the_ring_wraps():
+    memory = dqn.ReplayMemory(20, 4, rng=np.random.default_rng(0), policy="fifo")
+    fill(memory, 27, start=1)  # rows 8-27 remain; the oldest sits in the middle of the array
+    ids = memory.sample(50, 40)[0][..., 0].astype(int).ravel()
+    assert set(ids) == set(range(8, 28))
+
+
+def test_each_kind_of_check_plays_its_own_number_of_episodes(tensorflow_ready, monkeypatch):
+    calls = scripted_evaluate(monkeypatch, short=480, checks=[476, 490, 470], certified=[480, 490])
+    cfg = polish_config(eval_episodes=7, confirm_episodes=11, certify_episodes=13, max_steps=300)
+    dqn.monitored_training(dqn.DQNAgent(cfg), dqn.StopFlag())
+    counts = {seed: episodes for seed, _, episodes in scripted_evaluate.episodes}
+    assert counts == {dqn.EVAL_SEED: 7, dqn.CONFIRM_SEED: 11, dqn.CERTIFY_SEED: 13}
+    assert len(calls) == 6  # short, check, certify at 100; check, certify at 200; check at 300
+
+
+def whole_run_evaluate(monkeypatch):
+    """evaluate() for a whole run, from main(): the check at step 100 solves (480, certified
+    480), the one at 200 beats it (490, certified 495), later ones fall short (470). Returns
+    the weights that the step-200 certification and the final evaluation were given."""
+    checks, certified = iter([480.0, 490.0]), iter([480.0, 495.0])
+    seen = {}
+
+    def fake(weights, env_id, episodes, seed, pass_mark=None):
+        if seed == dqn.EVAL_SEED:
+            return np.full(episodes, 480.0)
+        if seed == dqn.CONFIRM_SEED:
+            return np.full(episodes, next(checks, 470.0))
+        if seed == dqn.CERTIFY_SEED:
+            score = next(certified)
+            if score == 495.0:
+                seen["kept"] = [w.copy() for w in weights]
+            return np.full(episodes, score)
+        assert seed == dqn.FINAL_SEED
+        seen["final"] = [w.copy() for w in weights]
+        return np.full(episodes, 495.0)
+
+    monkeypatch.setattr(dqn, "evaluate", fake)
+    return seen
+
+
+WHOLE_RUN = ["--no-gifs", "--eval-every", "100", "--max-steps", "600", "--polish-steps", "400",
+             "--min-observations", "32", "--no-xla", "--log-every", "1000000"]  # fmt: skip
+
+
+def saved_weights(folder):
+    import keras
+
+    return keras.saving.load_model(folder / "model.keras", compile=False).get_weights()
+
+
+def test_the_model_saved_is_the_kept_snapshot_not_the_last_weights(
+    tensorflow_ready, monkeypatch, capsys, tmp_path
+):
+    from conftest import run_main
+
+    seen = whole_run_evaluate(monkeypatch)
+    result = run_main(capsys, *WHOLE_RUN, "--results-dir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["steps"] == 500 and summary["saved_snapshot_step"] == 200
+    assert summary["saved_snapshot_certified_mean"] == 495.0
+    saved = saved_weights(tmp_path)
+    for got, kept, final in zip(saved, seen["kept"], seen["final"], strict=True):
+        np.testing.assert_array_equal(got, kept)
+        np.testing.assert_array_equal(final, kept)  # the final evaluation scored it too
+
+
+def test_a_run_that_diverges_after_a_check_saves_that_snapshot_and_exits_with_1(
+    tensorflow_ready, monkeypatch, capsys, tmp_path
+):
+    from conftest import run_main
+
+    seen = whole_run_evaluate(monkeypatch)
+    replay = dqn.DQNAgent.experience_replay
+
+    def breaking_after_step_300(agent):
+        return math.nan if len(agent.memory) > 300 else replay(agent)
+
+    monkeypatch.setattr(dqn.DQNAgent, "experience_replay", breaking_after_step_300)
+    result = run_main(capsys, *WHOLE_RUN, "--results-dir", tmp_path)
+    assert result.returncode == 1
+    assert "the model saved is the snapshot of step 200" in result.stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["stop_reason"] == "diverged" and summary["steps"] < 320
+    assert summary["model_saved"] and summary["saved_snapshot_step"] == 200
+    for got, kept in zip(saved_weights(tmp_path), seen["kept"], strict=True):
+        np.testing.assert_array_equal(got, kept)
+
+
+def test_save_model_refuses_non_finite_weights_and_writes_nothing(tensorflow_ready, tmp_path):
+    model = dqn.build_q_network(4, 2, (8,))
+    weights = model.get_weights()
+    weights[1][0] = np.inf
+    model.set_weights(weights)
+    with pytest.raises(ValueError, match="non-finite"):
+        dqn.save_model(tmp_path / "model.keras", model)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_second_stop_request_aborts_at_once():
+    import signal
+
+    stop = dqn.StopFlag()
+    assert not stop.requested
+    stop(signal.SIGINT, None)
+    assert stop.requested and stop.signal == signal.SIGINT
+    with pytest.raises(KeyboardInterrupt):
+        stop(signal.SIGINT, None)
