@@ -42,19 +42,18 @@ CORE = {
     "td_targets",
     "ReplayMemory",
     "row_width",
-    "DQNAgent.get_action",
-    "DQNAgent.decay_epsilon",
-    "DQNAgent.remember",
-    "DQNAgent._store_oldest",
-    "DQNAgent.experience_replay",
-    "DQNAgent._gradient_steps",
-    "DQNAgent._gradient_step",
-    "DQNAgent.next_value",
-    "DQNAgent._unflatten",
-    "DQNAgent.update_target_network",
-    "evaluate",
+    "DQNAgent",
+    "Callbacks",
     "train",
-    "Checks",
+    "SnapshotSelector",
+    "RunMonitor",
+    "monitored_training",
+    "TrainingLog.loss",
+    "evaluate",
+    "run_training",
+    "save_model",
+    "save_json",
+    "save_episodes_csv",
 }
 
 # Bugs that no syntax rule above makes: (what breaks, exact text, what it becomes).
@@ -96,7 +95,7 @@ PLANTED = [
     ),
     (
         "the kept snapshot is the best check, not the best certified",
-        "if certified > kept:",
+        "if kept is None or certified > kept:",
         "if check >= self.best_check:",
     ),
 ]
@@ -131,7 +130,7 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ),
     (
         "DQNAgent._gradient_step",
-        "model.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))",
+        "self.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))",
         "`True` -> `False`",
     ): (
         "Equivalent: `strict` only raises when the two lists differ in length, and the "
@@ -150,40 +149,38 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "one action for each index in `live`."
     ),
     (
-        "Checks.__init__",
+        "SnapshotSelector.__init__",
         "self.stale = 0  # polishing checks in a row that kept nothing new",
         "`0` -> `1`",
     ): (
         "Equivalent: `stale` is read only once solved (polish_end), and the solve itself runs "
-        "consider() on a check above -inf, whose certification beats the kept -inf and sets "
+        "certify() with no certified snapshot kept, which keeps the solving one and sets "
         "`stale` to 0 before anything reads it."
     ),
     (
-        "Checks.__init__",
-        'self.best = {"score": -math.inf, "check": None, "weights": None, "step": 0}',
-        "`0` -> `1`",
+        "SnapshotSelector.solve",
+        "self.kept = None  # from here on only certified snapshots are kept",
+        "the statement deleted",
     ): (
-        "Equivalent: this first `best` has no weights, and is replaced before its step is read: "
-        "by the first evaluation (any finite score beats -inf), or in result(), which gives a "
-        "`best` without weights the step training stopped at."
+        "Equivalent: the snapshot kept before the solve has no certification (`certified` is "
+        "None), and certify(), called on the next line, treats that as nothing kept: the "
+        "solving snapshot replaces it either way."
     ),
-    (
-        "Checks.confirm",
-        'self.best = {"score": -math.inf, "check": None, "weights": None, "step": 0}',
-        "`0` -> `1`",
-    ): (
-        "Equivalent: the very next line, consider(), certifies the solving snapshot, and any "
-        "certification beats -inf, so this `best` and its step are replaced before anything "
-        "reads them."
+    ("SnapshotSelector.polish_end", "return None", "the statement deleted"): (
+        "Equivalent for the last line of polish_end: a function that ends without `return` "
+        "returns None. (The same deletion of the first `return None`, which guards an unsolved "
+        "run, lets it reach `None + polish_steps` and is killed.)"
     ),
-    ("Checks.polish_end", "return None", "the statement deleted"): (
-        "Equivalent for the last line of polish_end (line 1192): a function that ends without "
-        "`return` returns None. (The same deletion of the first `return None`, which guards an "
-        "unsolved run, lets it reach `None + polish_steps` and is killed.)"
-    ),
-    ("train", "replays += 1", "`+` -> `-`"): (
+    ("RunMonitor.on_replay", "self.replays += 1", "`+` -> `-`"): (
         "Equivalent: `replays` is only asked whether it is 0 (the first replay, charged to the "
         "compile phase) or not (learning has begun), and -1, -2, ... are no more 0 than 1, 2."
+    ),
+    ("Callbacks.on_evaluation", "return False", "the statement deleted"): (
+        "Equivalent: a method that ends without `return` returns None, which train() reads as "
+        "false, as it reads False."
+    ),
+    ("Callbacks.on_step", "return False", "the statement deleted"): (
+        "Equivalent, as above: None and False both let train() go on."
     ),
     ("DQNAgent.get_action", "if self.rng.random() < self.epsilon:", "`<` -> `<=`"): (
         "Equivalent but for a draw exactly equal to epsilon: random() returns one of 2**53 "

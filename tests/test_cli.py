@@ -257,35 +257,6 @@ def test_a_run_that_diverges_before_any_check_saves_no_model(tmp_path, tensorflo
     assert not (out / "model.keras").exists() and summary["final_eval"] is None
 
 
-def test_tensorboard_writes_event_files(tmp_path, tensorflow_ready, capsys):
-    out = tmp_path / "out"
-    result = run_main(
-        capsys,
-        "--tensorboard",
-        "--max-steps",
-        "1500",
-        "--min-observations",
-        "500",
-        "--eval-every",
-        "500",
-        "--no-gifs",
-        "--results-dir",
-        out,
-    )
-    assert result.returncode == 0, result.stderr
-    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
-    assert events and events[0].stat().st_size > 0
-
-    from tensorflow.core.util import event_pb2
-    from tensorflow.python.lib.io import tf_record
-
-    tags = set()
-    for record in tf_record.tf_record_iterator(str(events[0])):
-        event = event_pb2.Event.FromString(record)
-        tags.update(value.tag for value in event.summary.value)
-    assert {"train/episode_return", "train/epsilon", "train/loss", "eval/mean_return"} <= tags
-
-
 def test_watch_refuses_a_keras_model_that_is_no_dense_q_network(tmp_path, tensorflow_ready):
     import keras
 

@@ -911,12 +911,21 @@ def test_the_clock_charges_collecting_the_first_replay_and_learning_to_their_pha
         replays.append(1)
         return replay()
 
+    reset = agent.env.reset
+
+    def slow_first_reset(**kwargs):  # train()'s own first reset is training's time
+        time.sleep(0.1 if "seed" in kwargs else 0.0)
+        return reset(**kwargs)
+
     monkeypatch.setattr(agent, "experience_replay", slow_replay)
+    monkeypatch.setattr(agent.env, "reset", slow_first_reset)
     clock = dqn.PhaseClock()
+    clock.switch("before_training")
     dqn.monitored_training(agent, dqn.StopFlag(), clock)
     assert len(replays) == 9 and clock.stack == ["after_training"]
+    assert clock.seconds["before_training"] < 0.1 <= clock.seconds["collect"]
     assert clock.seconds["compile"] >= 0.2 and clock.seconds["learn"] >= 8 * 0.01
-    assert 0 < clock.seconds["collect"] < 0.2  # the first replay's sleep is not collecting
+    assert clock.seconds["collect"] < 0.3  # the first replay's sleep is not collecting
 
 
 def test_training_prints_progress_every_log_every_steps(tensorflow_ready, capsys):
@@ -1143,3 +1152,166 @@ def test_a_second_stop_request_aborts_at_once():
     assert stop.requested and stop.signal == signal.SIGINT
     with pytest.raises(KeyboardInterrupt):
         stop(signal.SIGINT, None)
+
+
+# ---- run_training: what a run writes, prints and returns ------------------------------------
+
+SHORT_RUN = ["--max-steps", "300", "--min-observations", "32", "--no-xla", "--log-every",
+             "1000000", "--eval-every", "1000000"]  # fmt: skip
+
+
+def test_a_run_records_both_gifs_prints_its_lines_and_restores_the_signal_handlers(
+    tensorflow_ready, capsys, tmp_path
+):
+    import signal
+
+    from conftest import run_main
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    result = run_main(capsys, *SHORT_RUN, "--results-dir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    names = {p.name for p in tmp_path.iterdir()}
+    assert names == {"model.keras", "summary.json", "episodes.csv", "rewards.png",
+                     "before.gif", "after.gif"}  # fmt: skip
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"Training a DQN on CartPole-v1 (seed 1); outputs go to {tmp_path}/"
+    assert any(line.startswith("untrained agent: return ") for line in lines)
+    assert lines[-1].startswith("max_steps; ") and lines[-1].endswith(" s in all")
+
+
+def test_no_gifs_writes_neither_gif(tensorflow_ready, capsys, tmp_path):
+    from conftest import run_main
+
+    result = run_main(capsys, *SHORT_RUN, "--no-gifs", "--results-dir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not list(tmp_path.glob("*.gif")) and (tmp_path / "model.keras").exists()
+
+
+def test_the_same_seed_gives_the_same_greedy_run_in_one_process(tensorflow_ready, capsys, tmp_path):
+    # Greedy from the first step, so the episodes follow the network's seeded initial weights.
+    from conftest import run_main
+
+    args = [*SHORT_RUN, "--no-gifs", "--epsilon-start", "0", "--seed", "7"]
+    for name in ("a", "b"):
+        assert run_main(capsys, *args, "--results-dir", tmp_path / name).returncode == 0
+    first = (tmp_path / "a" / "episodes.csv").read_text()
+    assert first == (tmp_path / "b" / "episodes.csv").read_text()
+    other = run_main(capsys, *args[:-1], "8", "--results-dir", tmp_path / "c")
+    assert other.returncode == 0 and (tmp_path / "c" / "episodes.csv").read_text() != first
+
+
+@pytest.mark.parametrize(
+    "flags, cached", [((), True), (("--no-xla",), False), (("--no-xla-cache",), False)]
+)
+def test_the_xla_cache_is_used_only_when_xla_and_the_cache_are_both_on(
+    tensorflow_ready, capsys, monkeypatch, tmp_path, flags, cached
+):
+    from conftest import run_main
+
+    folders = []
+    monkeypatch.setattr(dqn, "use_xla_cache", folders.append)
+    args = [arg for arg in SHORT_RUN if arg != "--no-xla"]
+    result = run_main(capsys, *args, "--max-steps", "20", "--no-gifs", *flags,
+                      "--results-dir", tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert folders == ([dqn.xla_cache_folder()] if cached else [])
+
+
+def test_an_interrupted_run_saves_and_exits_with_128_plus_the_signal(
+    tensorflow_ready, capsys, monkeypatch, tmp_path
+):
+    import os
+    import signal
+
+    from conftest import run_main
+
+    act, calls = dqn.DQNAgent.get_action, [0]
+
+    def interrupted_at_step_50(agent, state):
+        calls[0] += 1
+        if calls[0] == 50:
+            os.kill(os.getpid(), signal.SIGTERM)  # the run's own handler takes it
+        return act(agent, state)
+
+    monkeypatch.setattr(dqn.DQNAgent, "get_action", interrupted_at_step_50)
+    result = run_main(capsys, *SHORT_RUN, "--no-gifs", "--results-dir", tmp_path)
+    assert result.returncode == 128 + signal.SIGTERM
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["interrupted"] and summary["steps"] == 50 and summary["model_saved"]
+
+
+def test_save_json_and_save_episodes_csv_write_exactly_their_data(tmp_path):
+    data = {"a": 1, "b": [1.5, None]}
+    dqn.save_json(tmp_path / "s.json", data)
+    assert (tmp_path / "s.json").read_text() == json.dumps(data, indent=2) + "\n"
+    dqn.save_episodes_csv(tmp_path / "e.csv", [(1, 12, 12.0, 0.9), (2, 30, 18.0, 0.8)])
+    assert (tmp_path / "e.csv").read_text().splitlines() == [
+        "episode,total_steps,return,epsilon",
+        "1,12,12.0,0.9",
+        "2,30,18.0,0.8",
+    ]
+
+
+def test_the_base_callbacks_run_to_max_steps_and_stop_on_a_loss_that_is_no_number(
+    tensorflow_ready, monkeypatch
+):
+    cfg = small_config(max_steps=200, eval_every=32, polish_lr_factor=0.5, n_step=1)
+    agent = dqn.DQNAgent(cfg)
+    assert dqn.train(agent, cfg, dqn.Callbacks()) == 200
+    assert float(agent.optimizer.learning_rate.numpy()) == pytest.approx(cfg.learning_rate)
+    agent = dqn.DQNAgent(cfg)
+    monkeypatch.setattr(agent, "experience_replay", lambda: math.nan)
+    assert dqn.train(agent, cfg, dqn.Callbacks()) == 32  # the first replay
+
+
+def test_each_use_draws_from_its_own_stream_of_the_seed(tensorflow_ready):
+    # Exploration, random actions, overwritten slots and minibatches: the four children of
+    # SeedSequence(seed), in that order, so that two agents of one seed draw alike.
+    cfg = dqn.Config(seed=123, hidden="8")
+    agent, other = dqn.DQNAgent(cfg), dqn.DQNAgent(cfg)
+    explore, actions, slots, batches = np.random.SeedSequence(123).spawn(4)
+    assert agent.rng.random() == np.random.default_rng(explore).random()
+    space = gym.spaces.Discrete(2, seed=int(actions.generate_state(1)[0]))
+    samples = [agent.env.action_space.sample() for _ in range(50)]
+    assert samples == [space.sample() for _ in range(50)]
+    assert samples == [other.env.action_space.sample() for _ in range(50)]
+    assert agent.memory.rng.integers(10**9) == np.random.default_rng(slots).integers(10**9)
+    assert agent.memory.batch_rng.integers(10**9) == np.random.default_rng(batches).integers(10**9)
+
+
+@pytest.mark.parametrize("no_xla", [False, True])
+def test_the_replay_is_compiled_with_xla_unless_no_xla(tensorflow_ready, no_xla):
+    agent = dqn.DQNAgent(dqn.Config(hidden="8", no_xla=no_xla))
+    assert agent._replay._jit_compile is (not no_xla)
+
+
+def test_tensorboard_writes_event_files(tmp_path, tensorflow_ready, capsys):
+    from conftest import run_main
+
+    out = tmp_path / "out"
+    result = run_main(
+        capsys,
+        "--tensorboard",
+        "--max-steps",
+        "1500",
+        "--min-observations",
+        "500",
+        "--eval-every",
+        "500",
+        "--no-gifs",
+        "--results-dir",
+        out,
+    )
+    assert result.returncode == 0, result.stderr
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+
+    from tensorflow.core.util import event_pb2
+    from tensorflow.python.lib.io import tf_record
+
+    tags = set()
+    for record in tf_record.tf_record_iterator(str(events[0])):
+        event = event_pb2.Event.FromString(record)
+        tags.update(value.tag for value in event.summary.value)
+    assert {"train/episode_return", "train/epsilon", "train/loss", "eval/mean_return"} <= tags
