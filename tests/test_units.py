@@ -941,6 +941,7 @@ def test_a_stop_request_ends_training_after_the_step_it_came_in(tensorflow_ready
     act = agent.get_action
 
     def acting_then_interrupted(state):
+        calls[0] += 1
         if calls[0] == 41:
             stop.signal = 2  # as Ctrl-C sets it, during step 41
         return act(state)
