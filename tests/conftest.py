@@ -50,12 +50,13 @@ def tensorflow_ready():
 
 
 # The suite's files, longest first, in the order that shares them best between two workers
-# under `--dist loadfile --no-loadscope-reorder` (each worker takes two, then whichever is free
-# takes the next): test_units and test_cli on one, test_robustness and test_flags_property on
-# the other, then test_default_run and test_repeatable where there is room.
+# under `--dist loadfile --no-loadscope-reorder` (each worker takes one, then whichever is free
+# takes the next): the Ray study's tests, which wait on Ray as much as they compute, beside the
+# unit tests, then the rest where there is room.
 FILE_ORDER = [
-    "test_units.py", "test_robustness.py", "test_cli.py", "test_flags_property.py",
-    "test_default_run.py", "test_repeatable.py", "test_study_stats.py",
+    "test_study_ray.py", "test_units.py", "test_robustness.py", "test_cli.py",
+    "test_flags_property.py", "test_default_run.py", "test_repeatable.py", "test_study_stats.py",
+    "test_documents.py",
 ]  # fmt: skip
 
 

@@ -12,6 +12,15 @@ ROOT = Path(__file__).resolve().parent.parent
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+def die_with_parent() -> None:
+    """In the child, before exec: the kernel kills it if the process that started it dies (a
+    study's worker killed mid-run leaves no orphan training on)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 class RunFailed(RuntimeError):
     """The script exited with an error; the message ends with its last line of stderr."""
 
@@ -35,6 +44,7 @@ def run_pinned(seed: int, core: int, folder: Path, flags=(), script=None) -> dic
             env={**os.environ, **ONE_THREAD},
             stdout=subprocess.DEVNULL,
             stderr=stderr,
+            preexec_fn=die_with_parent,
         )
         _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start

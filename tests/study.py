@@ -4,10 +4,22 @@
         --variant default --variant "fifo=--memory-policy fifo" --variant "double=--double-dqn"
     python tests/study.py --runs study/tuning.csv --report-only     # tables and figure again
 
-Every variant x seed runs `python dqn_cartpole.py --no-gifs --seed S FLAGS` in its own folder,
-pinned to one core with one math thread, as many at a time as --jobs (one per core by default).
-Each finished run is appended to the --runs CSV at once, so a study that is stopped resumes where
-it was: a (flags, seed) pair already in the file is not run again.
+Every variant x seed is a Ray task with one CPU, which runs `python dqn_cartpole.py --no-gifs
+--seed S FLAGS` in a folder of its own, pinned to a core of its own with one math thread. Without
+--address, Ray starts on this machine with --jobs CPUs (one per core by default) and nothing to
+set up; with --address (or RAY_ADDRESS) the study joins a running cluster:
+
+    ray start --head --num-cpus 2                        # on the first machine
+    ray start --address HEAD:6379 --num-cpus 2           # on each other one
+    python tests/study.py --address HEAD:6379 --runs study/big.csv --seeds 0-199 --variant default
+
+The study's pinned copy of the script and this file reach the workers as Ray's runtime
+environment (its working_dir; --ship-requirements adds requirements.txt as its pip list, for
+nodes that lack the packages). A task whose worker dies is retried; a run that fails leaves a row
+with its error, and the study goes on. Only the driver writes the --runs CSV, a row as each run
+lands, so a study that is stopped resumes where it was: a (flags, seed) pair already in the file
+for the same script is not run again (a row with an error is). --engine threads runs the same
+tasks from a thread pool on this machine alone, without Ray.
 
 Each saved model is then scored by this file's own evaluation, not the script's: 100 greedy
 episodes of CartPole-v1 from reset seeds 900,000-900,099, which no run ever sees, with the
@@ -21,6 +33,7 @@ pytest does not collect this file, and no test runs it: a study takes many minut
 """
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import io
@@ -29,6 +42,7 @@ import math
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +54,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
+import pinned as pinned_module
 from pinned import ONE_THREAD, RunFailed, pinned, run_pinned
 
 OWN_EVAL_SEED, OWN_EVAL_EPISODES = 900_000, 100
@@ -71,7 +86,11 @@ FIELDS = [
     "evaluations",
     "certifications",
     "phase_seconds",
+    "node",  # the host and Ray node that ran it ("" for --engine threads)
+    "error",  # why the run failed; "" when it did not
 ]
+RETRIES = 3  # times Ray runs a task again whose worker died (not one whose run failed)
+CORE_LOCKS = Path(tempfile.gettempdir()) / "dqn-study-cores"  # one lock file per core in use
 
 
 def script_sha(script: Path = SCRIPT) -> str:
@@ -203,23 +222,75 @@ def read_runs(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def run_study(path: Path, variants, seeds, jobs: int) -> None:
-    # A run is done if the same flags and seed ran on the same script: with other code, the
-    # same (or no) flags mean other settings.
-    code = tempfile.TemporaryDirectory()
-    script = pinned_copy(Path(code.name))
-    sha, commit = script_sha(script), checkout_commit()
-    done = {
-        (row["flags"], int(row["seed"])) for row in read_runs(path) if row.get("script_sha") == sha
-    }
-    todo = [(v, f, s) for s in seeds for v, f in variants if (f, s) not in done]
-    print(f"{len(done)} runs already in {path}; {len(todo)} to go on {jobs} cores", flush=True)
-    if not todo:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
+@contextlib.contextmanager
+def own_core():
+    """A core of this machine that no other study run holds: each run locks one file per core
+    (an flock, which the kernel drops if the process dies), so that runs from any number of
+    Ray workers or nodes on one machine each get a core of their own."""
+    import fcntl
+
+    CORE_LOCKS.mkdir(exist_ok=True)
+    while True:
+        for core in sorted(os.sched_getaffinity(0)):
+            handle = open(CORE_LOCKS / f"core-{core}.lock", "w")  # noqa: SIM115
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            try:
+                yield core
+            finally:
+                handle.close()
+            return
+        time.sleep(0.2)
+
+
+def run_task(variant: str, flags: str, seed: int, commit: str) -> dict:
+    """One study run, as a Ray task: the working directory holds the study's pinned script."""
+    import ray
+
+    with own_core() as core:
+        row = run_one(variant, flags, seed, core, Path("dqn_cartpole.py").resolve(), commit)
+    return row | {"node": f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"}
+
+
+def ray_engine(todo, code: Path, jobs: int, address, commit: str, ship_requirements: bool):
+    """Run each (variant, flags, seed) as a Ray task; yield (job, row, error) as each lands."""
+    import ray
+
+    shutil.copy2(Path(__file__), code / "study.py")
+    shutil.copy2(Path(pinned_module.__file__), code / "pinned.py")
+    runtime_env = {"working_dir": str(code), "env_vars": dict(ONE_THREAD)}
+    if ship_requirements:
+        lines = (SCRIPT.parent / "requirements.txt").read_text().splitlines()
+        runtime_env["pip"] = [line for line in lines if line and not line.startswith("#")]
+    address = address or os.environ.get("RAY_ADDRESS")
+    options = {"address": address} if address else {"address": "local", "num_cpus": jobs}
+    ray.init(
+        **options, runtime_env=runtime_env, include_dashboard=False, log_to_driver=False,
+        logging_level="ERROR",
+    )  # fmt: skip
+    try:
+        task = ray.remote(num_cpus=1, max_retries=RETRIES)(run_task)
+        pending = {task.remote(variant, flags, seed, commit): (variant, flags, seed)
+                   for variant, flags, seed in todo}  # fmt: skip
+        while pending:
+            (ready,), _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(ready)
+            try:
+                yield job, ray.get(ready), None
+            except ray.exceptions.RayError as exc:  # the run failed, or its retries ran out
+                cause = getattr(exc, "cause", None) or exc
+                yield job, None, first_line(cause)
+    finally:
+        ray.shutdown()
+
+
+def thread_engine(todo, script: Path, jobs: int, commit: str):
+    """The same runs from a pool of threads, one core each, on this machine alone."""
     cores = sorted(os.sched_getaffinity(0))[:jobs]
     free_cores, lock = list(cores), threading.Lock()
-    new_file = not path.exists()
 
     def task(variant, flags, seed):
         with lock:
@@ -230,32 +301,77 @@ def run_study(path: Path, variants, seeds, jobs: int) -> None:
             with lock:
                 free_cores.append(core)
 
-    start = time.perf_counter()
-    with open(path, "a", newline="") as f, ThreadPoolExecutor(len(cores)) as pool:
-        writer = csv.DictWriter(f, FIELDS)
+    with ThreadPoolExecutor(len(cores)) as pool:
+        futures = {pool.submit(task, *job): job for job in todo}
+        for future in as_completed(futures):
+            try:
+                yield futures[future], future.result(), None
+            except (RunFailed, subprocess.CalledProcessError) as exc:
+                yield futures[future], None, first_line(exc)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[-1] if text else type(exc).__name__)[:300]
+
+
+def upgrade_header(path: Path) -> None:
+    """Rewrite a runs file whose header lacks columns added since (node, error), rows kept."""
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), None)
+    if header is not None and header != FIELDS:
+        rows = read_runs(path)
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, FIELDS, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def run_study(
+    path: Path, variants, seeds, jobs: int, engine="ray", address=None, ship_requirements=False
+) -> None:
+    # A run is done if the same flags and seed ran on the same script without an error: with
+    # other code, the same (or no) flags mean other settings.
+    from tqdm import tqdm
+
+    code = tempfile.TemporaryDirectory(prefix="study-code-")
+    script = pinned_copy(Path(code.name))
+    sha, commit = script_sha(script), checkout_commit()
+    done = {
+        (row["flags"], int(row["seed"]))
+        for row in read_runs(path)
+        if row.get("script_sha") == sha and not row.get("error")
+    }
+    todo = [(v, f, s) for s in seeds for v, f in variants if (f, s) not in done]
+    print(f"{len(done)} runs already in {path}; {len(todo)} to go", flush=True)
+    if not todo:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        upgrade_header(path)
+    new_file = not path.exists()
+    if engine == "ray":
+        results = ray_engine(todo, Path(code.name), jobs, address, commit, ship_requirements)
+    else:
+        results = thread_engine(todo, script, jobs, commit)
+    failures = 0
+    with open(path, "a", newline="") as f, tqdm(total=len(todo), unit="run") as bar:
+        writer = csv.DictWriter(f, FIELDS, restval="")
         if new_file:
             writer.writeheader()
-        futures = [pool.submit(task, *job) for job in todo]
-        failures = 0
-        for count, future in enumerate(as_completed(futures), 1):
-            try:
-                row = future.result()
-            except (RunFailed, subprocess.CalledProcessError) as exc:
-                failures += 1  # not written down, so the next resume tries it again
-                print(f"[{count}/{len(todo)}] FAILED: {exc}", flush=True)
-                continue
+        for (variant, flags, seed), row, error in results:
+            if error is not None:
+                failures += 1
+                row = {"variant": variant, "flags": flags, "seed": seed, "script_sha": sha,
+                       "commit": commit, "error": error}  # fmt: skip
+                bar.write(f"{variant} seed {seed} FAILED: {error}")
             writer.writerow(row)
             f.flush()
-            elapsed = time.perf_counter() - start
-            outcome = f"solved at {row['steps_to_solve']}" if row["solved"] else "not solved"
-            print(
-                f"[{count}/{len(todo)}] {row['variant']} seed {row['seed']}: {outcome}, "
-                f"{row['process_seconds']:.1f} s, own eval {row['own_eval_mean']:.1f} | "
-                f"about {elapsed / count * (len(todo) - count) / 60:.0f} min to go",
-                flush=True,
-            )
+            bar.set_postfix(failed=failures, refresh=False)
+            bar.update()
+    code.cleanup()
     if failures:
-        sys.exit(f"study: {failures} runs failed; run the same command again to retry them")
+        sys.exit(f"study: {failures} runs failed (rows with an error); run again to retry them")
 
 
 # ---- Statistics ------------------------------------------------------------------------------
@@ -542,12 +658,24 @@ def plot(runs: list[dict], path: Path, title: str) -> None:
 # ---- Command line ------------------------------------------------------------------------------
 
 
-def main() -> None:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, required=False, help="CSV of finished runs")
     parser.add_argument("--variant", action="append", default=[], help="NAME or NAME=FLAGS")
     parser.add_argument("--seeds", default="0-19", help="e.g. 0-19 or 1000-1019")
-    parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument(
+        "--jobs", type=int, default=len(os.sched_getaffinity(0)),
+        help="runs at a time on this machine (the CPUs of a local Ray; threads' pool size)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--address", help="join this Ray cluster (host:port) instead of starting one; "
+        "RAY_ADDRESS does the same",
+    )  # fmt: skip
+    parser.add_argument("--engine", choices=("ray", "threads"), default="ray")
+    parser.add_argument(
+        "--ship-requirements", action="store_true",
+        help="install requirements.txt on the workers through Ray's runtime environment",
+    )  # fmt: skip
     parser.add_argument("--report-only", action="store_true", help="no runs: tables and figure")
     parser.add_argument("--table", type=Path, help="also write the Markdown table here")
     parser.add_argument("--figure", type=Path, help="write the figure here (PNG)")
@@ -572,6 +700,35 @@ def main() -> None:
         "--evaluate", type=Path, help="only score this .keras model with the study's evaluation"
     )
     parser.add_argument("--env", default="CartPole-v1", help="the env of --evaluate's model")
+    return parser
+
+
+def parse_budgets(text: str) -> list[int]:
+    return [int(b) for b in text.split(",")]
+
+
+def report_text(args: argparse.Namespace) -> str:
+    """The tables that --report-only prints (and --table writes), from the finished runs."""
+    runs = read_runs(args.runs)
+    names = [name for name, _ in (parse_variant(v) for v in args.variant)]
+    if names:  # report these variants, in this order
+        runs = sorted(
+            (r for r in runs if r["variant"] in names), key=lambda r: names.index(r["variant"])
+        )
+    seeds = parse_seeds(args.seeds)
+    runs = [r for r in runs if int(r["seed"]) in seeds and not r.get("error")]
+    if not runs:
+        sys.exit(f"study: no finished runs for seeds {args.seeds} in {args.runs}")
+    within = parse_seeds(args.within) if args.within else ()
+    table = report(runs, None, within, args.scoring_at_least)
+    if args.polish:
+        budgets = parse_budgets(args.polish_budgets)
+        table += "\n\n" + polish_report(runs, budgets, args.polish_pooled)
+    return table
+
+
+def main() -> None:
+    parser = make_parser()
     args = parser.parse_args()
     if args.evaluate:
         print(json.dumps(own_evaluation(model_weights(args.evaluate), args.env).tolist()))
@@ -580,8 +737,8 @@ def main() -> None:
         parser.error("--runs is required")
     seeds = parse_seeds(args.seeds)
     variants = [parse_variant(v) for v in args.variant]
-    try:
-        budgets = [int(b) for b in args.polish_budgets.split(",")]
+    try:  # refused before any run starts
+        parse_budgets(args.polish_budgets)
     except ValueError:
         parser.error(
             f"--polish-budgets must be whole numbers, comma-separated: {args.polish_budgets}"
@@ -591,26 +748,23 @@ def main() -> None:
             parser.error("name at least one --variant (or use --report-only)")
         if not 1 <= args.jobs <= len(os.sched_getaffinity(0)):
             parser.error(f"--jobs must be in [1, {len(os.sched_getaffinity(0))}]")
-        run_study(args.runs, variants, seeds, args.jobs)
-    runs = read_runs(args.runs)
-    names = [name for name, _ in variants]
-    if names:  # report these variants, in this order
-        runs = sorted(
-            (r for r in runs if r["variant"] in names), key=lambda r: names.index(r["variant"])
-        )
-    runs = [r for r in runs if int(r["seed"]) in seeds]
-    if not runs:
-        sys.exit(f"study: no finished runs for seeds {args.seeds} in {args.runs}")
-    within = parse_seeds(args.within) if args.within else ()
-    table = report(runs, None, within, args.scoring_at_least)
-    if args.polish:
-        table += "\n\n" + polish_report(runs, budgets, args.polish_pooled)
+        run_study(
+            args.runs, variants, seeds, args.jobs, args.engine, args.address,
+            args.ship_requirements,
+        )  # fmt: skip
+    table = report_text(args)
     print(table)
     if args.table:
         args.table.parent.mkdir(parents=True, exist_ok=True)
         args.table.write_text(table + "\n")
         print(f"wrote {args.table}")
     if args.figure:
+        seeds, names = parse_seeds(args.seeds), [name for name, _ in variants]
+        runs = [r for r in read_runs(args.runs) if int(r["seed"]) in seeds]
+        if names:
+            runs = sorted(
+                (r for r in runs if r["variant"] in names), key=lambda r: names.index(r["variant"])
+            )
         plot(runs, args.figure, args.title)
 
 
