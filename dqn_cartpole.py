@@ -1039,7 +1039,7 @@ def parse_args(argv=None) -> Config:
     )
     for field in dataclasses.fields(Config):
         # Only the flags given land in the namespace, so that they can override the env's row.
-        help, shown = field.metadata["help"], field.default not in (None, True, False)
+        help, shown = field.metadata["help"], type(field.default) not in (type(None), bool)
         if field.type == "bool":  # on by default: --name and --no-name; off: --name alone
             action = argparse.BooleanOptionalAction if field.default else "store_true"
             parser.add_argument(

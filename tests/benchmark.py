@@ -3,6 +3,7 @@
     python tests/benchmark.py                 # seeds 0-4, each pinned to core 1, one math thread
     python tests/benchmark.py --seeds 10 --core 0
     python tests/benchmark.py --only suite    # the test suite against be4424b's: both cores
+    python tests/benchmark.py --only study --seeds 10 --first-seed 13000   # study engines
 
 Each seed runs as a whole process (imports, training and polishing, the final check, saving,
 the plot), pinned with `taskset`, and the table shows steps and seconds to solve, whole-process
@@ -15,6 +16,7 @@ pytest does not collect this file: timings belong in a benchmark, not in a test.
 """
 
 import argparse
+import contextlib
 import functools
 import os
 import shutil
@@ -395,6 +397,112 @@ def suite_benchmark(base: str, repeats: int) -> None:
           f"{statistics.median(new) / statistics.median(old):.3f}")  # fmt: skip
 
 
+def study_benchmark(first_seed: int, runs: int, pairs: int) -> None:
+    """The same CartPole study of `runs` seeds (the defaults) by tests/study.py's thread pool
+    and by a local Ray, in turn, `pairs` pairs, each into a new runs file: wall seconds of the
+    whole study process and the ratio pair by pair. Then Ray's start-up (ray.init on this
+    machine to one task's result, and shutdown), and the same study on a two-node cluster on
+    this machine (one CPU a node), its nodes started beforehand."""
+    import socket
+
+    seeds = f"{first_seed}-{first_seed + runs - 1}"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+
+    def study(folder: Path, *extra) -> float:
+        command = [
+            sys.executable,
+            str(ROOT / "tests" / "study.py"),
+            "--runs",
+            str(folder / "runs.csv"),
+            "--seeds",
+            seeds,
+            "--variant",
+            "default",
+            *extra,
+        ]
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True, env=env, cwd=ROOT)
+        return time.perf_counter() - start  # fmt: skip
+
+    times = {"threads": [], "ray": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for pair in range(pairs):
+            for engine in times:
+                folder = Path(tmp) / f"{engine}-{pair}"
+                folder.mkdir()
+                times[engine].append(study(folder, "--engine", engine))
+        startup = []
+        for _ in range(3):
+            probe = ("import time, ray; t = time.perf_counter(); "
+                     "ray.init(address='local', num_cpus=2, include_dashboard=False, "
+                     "logging_level='ERROR'); ray.get(ray.remote(lambda: 1).remote()); "
+                     "ray.shutdown(); print(time.perf_counter() - t)")  # fmt: skip
+            out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                 env=env, check=True)  # fmt: skip
+            startup.append(float(out.stdout.strip().splitlines()[-1]))
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        ray = str(Path(sys.executable).parent / "ray")
+        node_env = {**env, "RAY_AUTH_MODE": "disabled"}
+        nodes = [
+            subprocess.Popen(
+                [
+                    ray,
+                    "start",
+                    "--block",
+                    "--head",
+                    "--port",
+                    str(port),
+                    "--num-cpus",
+                    "1",
+                    "--include-dashboard",
+                    "false",
+                    "--disable-usage-stats",
+                ],
+                env=node_env,
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        ]
+        time.sleep(20)
+        nodes.append(subprocess.Popen([ray, "start", "--block", "--address",
+                                       f"127.0.0.1:{port}", "--num-cpus", "1",
+                                       "--disable-usage-stats"], env=node_env,
+                                      start_new_session=True, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))  # fmt: skip
+        time.sleep(20)
+        try:
+            folder = Path(tmp) / "cluster"
+            folder.mkdir()
+            cluster = study(folder, "--address", f"127.0.0.1:{port}")
+            with open(folder / "runs.csv") as f:
+                nodes_used = len({line.rsplit(",", 2)[-2] for line in list(f)[1:]})
+        finally:
+            for sig in (15, 9):
+                for node in nodes:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(node.pid, sig)
+                time.sleep(5 if sig == 15 else 0)
+    print(f"\nThe study of seeds {seeds} (the defaults, {runs} runs, one per core), by engine, "
+          f"in turn, {pairs} pairs, whole study process:")  # fmt: skip
+    for engine, values in times.items():
+        print(f"  {engine}: median {statistics.median(values):.1f} s "
+              f"({', '.join(f'{v:.1f}' for v in values)})")  # fmt: skip
+    ratios = [r / t for t, r in zip(times["threads"], times["ray"], strict=True)]
+    print(f"  ray / threads, pair by pair: median {statistics.median(ratios):.3f} "
+          f"({min(ratios):.3f}-{max(ratios):.3f})")  # fmt: skip
+    print(
+        f"  Ray's start-up (init on this machine, one task, shutdown), median of 3: "
+        f"{statistics.median(startup):.1f} s ({min(startup):.1f}-{max(startup):.1f})"
+    )
+    print(
+        f"  the same study on a two-node cluster on this machine (1 CPU a node): "
+        f"{cluster:.1f} s, runs on {nodes_used} nodes"
+    )
+
+
 def dqn_defaults_hidden() -> str:
     sys.path.insert(0, str(ROOT))
     import dqn_cartpole as dqn
@@ -408,11 +516,13 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0, help="the first seed")
     parser.add_argument("--core", type=int, default=1, help="the CPU core to pin to")
     parser.add_argument(
-        "--only", choices=("seeds", "startup", "cache", "memory", "evaluate", "micro", "suite"),
-        action="append", help="run only these parts (default: all but suite)",
+        "--only",
+        choices=("seeds", "startup", "cache", "memory", "evaluate", "micro", "suite", "study"),
+        action="append", help="run only these parts (default: all but suite and study)",
     )  # fmt: skip
     parser.add_argument("--suite-base", default=SUITE_BASE, help="the commit to race the suite")
     parser.add_argument("--suite-pairs", type=int, default=3, help="pairs of suite runs")
+    parser.add_argument("--study-pairs", type=int, default=2, help="pairs of study runs")
     parser.add_argument("--memory-child", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -438,6 +548,8 @@ def main() -> None:
         evaluate_benchmark(args.core)
     if "suite" in parts:
         suite_benchmark(args.suite_base, args.suite_pairs)
+    if "study" in parts:
+        study_benchmark(args.first_seed, args.seeds, args.study_pairs)
     if "micro" in parts:
         for hidden in ("24,12", dqn_defaults_hidden()):  # the seed's network, then the default
             micro_benchmark(args.core, hidden)

@@ -140,6 +140,15 @@ def test_every_flag_is_in_help():
     assert result.returncode == 0
     for field in dataclasses.fields(dqn_cartpole.Config):
         assert "--" + field.name.replace("_", "-") in result.stdout
+    # Every setting with a value shows it, a default of 0 too (0 == False in Python).
+    text = " ".join(result.stdout.split())
+    shown = [
+        f for f in dataclasses.fields(dqn_cartpole.Config) if f.type in ("int", "float", "str")
+    ]
+    for field in shown:
+        if field.default is not None:
+            assert f"(default: {field.default})" in text, field.name
+    assert "(default: 0)" in text.split("--polish-patience POLISH_PATIENCE", 2)[2][:200]
 
 
 def test_the_readme_flag_table_lists_every_flag_with_its_default():
