@@ -172,22 +172,65 @@ def own_evaluation(weights: list[np.ndarray], env_id: str = "CartPole-v1") -> np
     return np.array(returns)
 
 
+SB3_PYTHON = os.environ.get("STUDY_SB3_PYTHON", str(Path.home() / ".cache/study-sb3/bin/python"))
+SB3_SCRIPT = Path(__file__).resolve().parent / "sb3_zoo.py"
+SB3_KINDS = ("sb3-dqn", "sb3-qrdqn")  # a variant whose flags start so is Stable-Baselines3's
+
+
+def is_sb3(flags: str) -> bool:
+    return flags.split(" ", 1)[0] in SB3_KINDS
+
+
+def own_scores(weights_file: Path, env_id: str, core: int) -> np.ndarray:
+    """This file's own evaluation of a saved Q-network, as a pinned process of its own."""
+    evaluate = [sys.executable, __file__, "--evaluate", str(weights_file), "--env", env_id]
+    scored = subprocess.run(
+        pinned(evaluate, core), env={**os.environ, **ONE_THREAD}, capture_output=True,
+        text=True, check=True,
+    )  # fmt: skip
+    return np.array(json.loads(scored.stdout))
+
+
+def run_sb3(variant: str, flags: str, seed: int, core: int, commit: str) -> dict:
+    """Stable-Baselines3 with the zoo's settings and budget (tests/sb3_zoo.py, in the Python of
+    STUDY_SB3_PYTHON), then this file's own evaluation of its final Q-network, on `core`."""
+    words = shlex.split(flags)
+    env_id = words[words.index("--env") + 1] if "--env" in words else "CartPole-v1"
+    algo = words[0].removeprefix("sb3-")
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "q.npz"
+        command = [SB3_PYTHON, str(SB3_SCRIPT), "--algo", algo, "--env", env_id,
+                   "--seed", str(seed), "--out", str(out)]  # fmt: skip
+        start = time.perf_counter()
+        result = subprocess.run(
+            pinned(command, core), env={**os.environ, **ONE_THREAD}, capture_output=True,
+            text=True, preexec_fn=pinned_module.die_with_parent,
+        )  # fmt: skip
+        wall = time.perf_counter() - start
+        if result.returncode != 0:
+            lines = result.stderr.strip().splitlines() or ["(no output)"]
+            raise RunFailed(f"seed {seed} {flags}: exit {result.returncode}: {lines[-1]}")
+        info = json.loads(result.stdout.strip().splitlines()[-1])
+        returns = own_scores(out, env_id, core)
+    return {
+        "variant": variant, "flags": flags, "seed": seed, "env": env_id,
+        "script_sha": script_sha(SB3_SCRIPT), "commit": commit, "solved": "",
+        "steps": info["steps"],
+        "process_seconds": round(wall, 3), "own_eval_mean": returns.mean(),
+        "own_eval_min": returns.min(), "own_eval_perfect_episodes": int((returns >= PERFECT).sum()),
+        "evaluations": "[]", "certifications": "[]", "phase_seconds": json.dumps(info),
+    }  # fmt: skip
+
+
 def run_one(variant: str, flags: str, seed: int, core: int, script: Path, commit: str) -> dict:
     """One whole training process, then this file's own evaluation of its model, on `core`."""
+    if is_sb3(flags):
+        return run_sb3(variant, flags, seed, core, commit)
     with tempfile.TemporaryDirectory() as folder:
         run = run_pinned(seed, core, Path(folder) / "run", shlex.split(flags), script)
         summary, wall = run["summary"], run["seconds"]
         summary_sha = script_sha(script)
-        model = str(Path(folder) / "run/model.keras")
-        evaluate = [sys.executable, __file__, "--evaluate", model, "--env", summary["env"]]
-        scored = subprocess.run(
-            pinned(evaluate, core),
-            env={**os.environ, **ONE_THREAD},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    returns = np.array(json.loads(scored.stdout))
+        returns = own_scores(Path(folder) / "run/model.keras", summary["env"], core)
     return {
         "variant": variant,
         "flags": flags,
@@ -337,10 +380,11 @@ def run_study(
     code = tempfile.TemporaryDirectory(prefix="study-code-")
     script = pinned_copy(Path(code.name))
     sha, commit = script_sha(script), checkout_commit()
+    shas = {False: sha, True: script_sha(SB3_SCRIPT)}  # ours, or Stable-Baselines3's runner
     done = {
         (row["flags"], int(row["seed"]))
         for row in read_runs(path)
-        if row.get("script_sha") == sha and not row.get("error")
+        if row.get("script_sha") == shas[is_sb3(row["flags"])] and not row.get("error")
     }
     todo = [(v, f, s) for s in seeds for v, f in variants if (f, s) not in done]
     print(f"{len(done)} runs already in {path}; {len(todo)} to go", flush=True)
@@ -414,6 +458,69 @@ def solve_line(env_id: str) -> float:
 
 def steps(value: float) -> str:
     return "not solved" if math.isinf(value) else f"{value:,.0f}"
+
+
+def evaluation_episodes(row: dict, settings: dict) -> int:
+    """Greedy episodes a run of ours started on evaluations that chose its saved snapshot, at
+    least: each short evaluation before the solve, the solving check, every check and
+    certification after it (a check that failed to confirm a passing evaluation leaves no
+    trace in the row, so it is not counted). Stable-Baselines3's final agent: none."""
+    if is_sb3(row["flags"]):
+        return 0
+    words = shlex.split(row["flags"])
+
+    def setting(name: str) -> int:
+        flag = "--" + name.replace("_", "-")
+        return int(words[words.index(flag) + 1]) if flag in words else settings[name]
+
+    evaluations = json.loads(row["evaluations"])
+    solved_at = int(row["steps_to_solve"]) if row["solved"] == "True" else None
+    before = sum(1 for step, _ in evaluations if solved_at is None or step < solved_at)
+    after = len(evaluations) - before  # the solving check and every polishing check
+    certified = len(json.loads(row["certifications"]))
+    return (
+        before * setting("eval_episodes")
+        + (setting("eval_episodes") if solved_at is not None else 0)
+        + after * setting("confirm_episodes")
+        + certified * setting("certify_episodes")
+    )
+
+
+def compare_report(runs: list[dict], seeds: list[int]) -> str:
+    """Ours and Stable-Baselines3's on the same seeds, every agent scored by this file's own
+    evaluation: the like-for-like table."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    import dataclasses
+
+    import dqn_cartpole
+
+    settings = {f.name: f.default for f in dataclasses.fields(dqn_cartpole.Config)}
+    variants = list(dict.fromkeys(row["variant"] for row in runs))
+    env = runs[0].get("env") or "CartPole-v1"
+    lines = [
+        f"{env}, seeds {seed_text(seeds)}: each variant's saved agent (ours: the snapshot it "
+        "kept; Stable-Baselines3: its final agent, at the zoo's whole budget) scored by "
+        f"tests/study.py's own evaluation, {OWN_EVAL_EPISODES} greedy episodes from reset seeds "
+        f"{OWN_EVAL_SEED:,} on, which no run sees; evaluation episodes are those a run started "
+        "on choosing what it saved (at least); seconds are the whole process, training and "
+        "choosing, not the study's evaluation.",
+        "",
+        "| variant | flags | runs | saved agents: median, lowest | steps trained: median "
+        "| evaluation episodes: median | whole process s: median |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for variant in variants:
+        rows = [r for r in runs if r["variant"] == variant and int(r["seed"]) in seeds]
+        own = np.array([float(r["own_eval_mean"] or "-inf") for r in rows])
+        trained = median([float(r["steps"]) for r in rows])
+        episodes = median([evaluation_episodes(r, settings) for r in rows])
+        seconds = median([float(r["process_seconds"]) for r in rows])
+        lines.append(
+            f"| {variant} | `{rows[0]['flags'] or '(defaults)'}` | {len(rows)} "
+            f"| {median(own):.1f}, {own.min():.1f} | {trained:,.0f} | {episodes:,.0f} "
+            f"| {seconds:.1f} |"
+        )
+    return "\n".join(lines)
 
 
 def report(runs: list[dict], seeds: list[int] | None, within=(), at_least=()) -> str:
@@ -690,6 +797,11 @@ def make_parser() -> argparse.ArgumentParser:
         "--polish-pooled", action="store_true",
         help="--polish replays the variants' runs as one set (e.g. one row run on two seed sets)",
     )  # fmt: skip
+    parser.add_argument(
+        "--compare", action="store_true",
+        help="with --report-only: the like-for-like table of ours and Stable-Baselines3's "
+        "variants (flags 'sb3-dqn --env ENV' or 'sb3-qrdqn --env ENV')",
+    )  # fmt: skip
     parser.add_argument("--title", default="DQN on CartPole-v1", help="the figure's title")
     parser.add_argument("--within", help="also count seeds solved within these steps: 6000,10000")
     parser.add_argument(
@@ -719,6 +831,8 @@ def report_text(args: argparse.Namespace) -> str:
     runs = [r for r in runs if int(r["seed"]) in seeds and not r.get("error")]
     if not runs:
         sys.exit(f"study: no finished runs for seeds {args.seeds} in {args.runs}")
+    if args.compare:
+        return compare_report(runs, seeds)
     within = parse_seeds(args.within) if args.within else ()
     table = report(runs, None, within, args.scoring_at_least)
     if args.polish:
@@ -731,7 +845,12 @@ def main() -> None:
     parser = make_parser()
     args = parser.parse_args()
     if args.evaluate:
-        print(json.dumps(own_evaluation(model_weights(args.evaluate), args.env).tolist()))
+        if args.evaluate.suffix == ".npz":  # Stable-Baselines3's, from tests/sb3_zoo.py
+            with np.load(args.evaluate) as arrays:
+                weights = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+        else:
+            weights = model_weights(args.evaluate)
+        print(json.dumps(own_evaluation(weights, args.env).tolist()))
         return
     if args.runs is None:
         parser.error("--runs is required")

@@ -224,3 +224,36 @@ def test_own_evaluation_plays_episode_i_greedily_from_its_own_seed_plus_i(env_id
             total, done = total + reward, terminated or truncated
         expected.append(total)
     np.testing.assert_array_equal(returns[::9], expected)
+
+
+def test_evaluation_episodes_counts_every_evaluation_that_chose_the_saved_snapshot():
+    settings = {"eval_episodes": 10, "confirm_episodes": 100, "certify_episodes": 300}
+    row = {
+        "flags": "", "solved": "True", "steps_to_solve": "750",
+        # three short evaluations, the solving check at 750, two polishing checks
+        "evaluations": json.dumps([[250, 9.0], [500, 30.0], [750, 480.0], [1000, 490.0],
+                                   [1250, 470.0]]),
+        "certifications": json.dumps([[750, 480.0, 478.0], [1000, 490.0, 489.0]]),
+    }  # fmt: skip
+    # 2 short (20) + the solving one's short evaluation (10) and check (100) + 2 checks (200)
+    # + 2 certifications (600)
+    assert study.evaluation_episodes(row, settings) == 930
+    assert study.evaluation_episodes({**row, "flags": "--certify-episodes 50"}, settings) == 430
+    unsolved = {**row, "solved": "False", "steps_to_solve": "", "certifications": "[]"}
+    assert study.evaluation_episodes(unsolved, settings) == 50  # five short evaluations
+    assert study.evaluation_episodes({**row, "flags": "sb3-dqn --env Acrobot-v1"}, settings) == 0
+
+
+def test_the_study_scores_stable_baselines3s_weights_file_as_it_scores_ours(tmp_path):
+    import subprocess
+    import sys
+
+    weights = pumping_weights("Acrobot-v1")
+    np.savez(tmp_path / "q.npz", *weights)
+    scored = subprocess.run(
+        [sys.executable, study.__file__, "--evaluate", str(tmp_path / "q.npz"), "--env",
+         "Acrobot-v1"], capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    np.testing.assert_array_equal(
+        json.loads(scored.stdout), study.own_evaluation(weights, "Acrobot-v1")
+    )
