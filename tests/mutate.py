@@ -175,6 +175,22 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "Equivalent: `replays` is only asked whether it is 0 (the first replay, charged to the "
         "compile phase) or not (learning has begun), and -1, -2, ... are no more 0 than 1, 2."
     ),
+    ("train", "step = 0", "the statement deleted"): (
+        "Equivalent: validate() makes --max-steps at least 1, so the loop always sets `step` "
+        "before it is returned; the first value is never read."
+    ),
+    ("train", "step = 0", "`0` -> `1`"): (
+        "Equivalent, for the same reason: the starting value is always overwritten."
+    ),
+    (
+        "DQNAgent.__init__",
+        "self.optimizer.build(self.q_network.trainable_variables)",
+        "the statement deleted",
+    ): (
+        "Equivalent: Keras builds an optimizer's slots at its first apply_gradients, which here "
+        "is inside the first trace of the compiled replay, where tf.function allows variables to "
+        "be made; building it in __init__ only makes them sooner, with the same zeros."
+    ),
     ("Callbacks.on_evaluation", "return False", "the statement deleted"): (
         "Equivalent: a method that ends without `return` returns None, which train() reads as "
         "false, as it reads False."

@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--algo", default="dqn", choices=("dqn", "qrdqn"))
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--out", required=True, help="where to write the weights (.npz)")
+    parser.add_argument("--budget", type=int, help="env steps (default: the zoo's budget)")
     args = parser.parse_args()
     if (args.algo, args.env) not in ZOO:
         parser.error(f"no zoo settings for {args.algo} on {args.env}")
@@ -87,7 +88,7 @@ def main() -> None:
         Algo = DQN  # noqa: N806
     env = make_vec_env(args.env, n_envs=1, seed=args.seed)
     model = Algo("MlpPolicy", env, seed=args.seed, device="cpu", verbose=0, **settings)
-    model.learn(total_timesteps=budget)
+    model.learn(total_timesteps=args.budget or budget)
     trained = time.time()
     weights = q_weights(model, args.algo, int(env.action_space.n))
     np.savez(args.out, *weights)
