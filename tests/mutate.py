@@ -191,6 +191,13 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "is inside the first trace of the compiled replay, where tf.function allows variables to "
         "be made; building it in __init__ only makes them sooner, with the same zeros."
     ),
+    ("RunMonitor.on_replay", "return False", "the statement deleted"): (
+        "Equivalent: a method that ends without `return` returns None, which train() reads as "
+        "false, as it reads False: training stops either way."
+    ),
+    ("RunMonitor.on_step", "return False", "the statement deleted"): (
+        "Equivalent, as above: None and False both let train() go on."
+    ),
     ("Callbacks.on_evaluation", "return False", "the statement deleted"): (
         "Equivalent: a method that ends without `return` returns None, which train() reads as "
         "false, as it reads False."
