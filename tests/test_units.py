@@ -1288,9 +1288,11 @@ def test_the_replay_is_compiled_with_xla_unless_no_xla(tensorflow_ready, no_xla)
     assert agent._replay._jit_compile is (not no_xla)
 
 
-def test_tensorboard_writes_event_files(tmp_path, tensorflow_ready, capsys):
+def test_tensorboard_writes_event_files(tmp_path, tensorflow_ready, capsys, monkeypatch):
     from conftest import run_main
 
+    closed, close = [], dqn.TensorBoardLog.close
+    monkeypatch.setattr(dqn.TensorBoardLog, "close", lambda self: closed.append(1) or close(self))
     out = tmp_path / "out"
     result = run_main(
         capsys,
@@ -1317,3 +1319,4 @@ def test_tensorboard_writes_event_files(tmp_path, tensorflow_ready, capsys):
         event = event_pb2.Event.FromString(record)
         tags.update(value.tag for value in event.summary.value)
     assert {"train/episode_return", "train/epsilon", "train/loss", "eval/mean_return"} <= tags
+    assert closed == [1]  # the writer is closed (flushed) once, at the end of the run
