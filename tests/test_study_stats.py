@@ -3,6 +3,7 @@ in results/study/README.md comes from these functions."""
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,13 +183,23 @@ def random_weights(sizes, seed):
     return [w for a, b in shapes for w in (rng.normal(0, 1, (a, b)), rng.normal(0, 1, b))]
 
 
-def test_model_weights_reads_a_saved_q_network_layer_by_layer(tensorflow_ready, tmp_path):
-    import dqn_cartpole as dqn
+def test_model_weights_reads_a_saved_q_network_layer_by_layer(tmp_path):
+    # Saved by a process of its own, as the study's runs save theirs (in this one, Keras would
+    # have numbered the layers on from every network the other tests built).
+    import subprocess
+    import sys
 
-    model = dqn.build_q_network(4, 2, (16, 8))
     weights = [w.astype(np.float32) for w in random_weights((4, 16, 8, 2), seed=1)]
-    model.set_weights(weights)
-    model.save(tmp_path / "model.keras")
+    np.savez(tmp_path / "w.npz", *weights)
+    save = (
+        "import sys, numpy as np; sys.path.insert(0, sys.argv[1]); import dqn_cartpole as d; "
+        "d.setup_tensorflow(0); m = d.build_q_network(4, 2, (16, 8)); "
+        "a = np.load(sys.argv[2]); m.set_weights([a[f'arr_{i}'] for i in range(6)]); "
+        "m.save(sys.argv[3])"
+    )
+    root = str(Path(study.__file__).resolve().parent.parent)
+    subprocess.run([sys.executable, "-c", save, root, str(tmp_path / "w.npz"),
+                    str(tmp_path / "model.keras")], check=True, timeout=120)  # fmt: skip
     read = study.model_weights(tmp_path / "model.keras")
     assert len(read) == len(weights) == 6
     for got, expected in zip(read, weights, strict=True):
