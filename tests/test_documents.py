@@ -196,7 +196,15 @@ def benchmark_quotes() -> list[str]:
         r"be4424b suite .*: (\d+) passed; median ([\d.]+) s.*\n.*this suite .*: (\d+) "
         r"passed; median ([\d.]+) s.*\n.*pair by pair: median ([\d.]+)",
     )
+    threads, ray, ratio_ray, startup, cluster = output_figures(
+        bench,
+        r"threads: median ([\d.]+) s.*\n  ray: median ([\d.]+) s.*\n.*pair by pair: median "
+        r"([\d.]+) .*\n.*median of 3: ([\d.]+) s.*\n.*this machine \(1 CPU a node\): ([\d.]+) s",
+    )
     return [
+        f"A local Ray took {ratio_ray} of the thread pool's wall time pair by pair (medians "
+        f"{ray} s and {threads} s): its start-up, about {startup} s,",
+        f"took {cluster} s for the same ten runs",
         f"Ours took {cartpole['ratio']} of Stable-Baselines3's time (medians {cartpole['ours']} s "
         f"and {cartpole['sb3']} s)",
         f"**Acrobot-v1: {acrobot['ratio']} of Stable-Baselines3's time** with the earlier row, "
