@@ -94,6 +94,9 @@ class Config:
     double_dqn: bool = setting(
         True, "Double DQN: the Q-network picks the next action, the target network values it"
     )
+    dueling: bool = setting(
+        False, "dueling network: Q(s, a) = V(s) + A(s, a) - mean A(s, .), two heads on one body"
+    )
     # How long to train, and what to keep
     env: str = setting("CartPole-v1", "Gymnasium env id (Box observations, Discrete actions)")
     seed: int = setting(
@@ -173,11 +176,29 @@ ENV_SETTINGS: dict[str, dict] = {
 # =============================================================================================
 
 
-def build_q_network(n_observations: int, n_actions: int, hidden: tuple[int, ...]):
+def build_q_network(
+    n_observations: int, n_actions: int, hidden: tuple[int, ...], dueling: bool = False
+):
     """The seed's Q-network: Dense ReLU layers (24 -> 12 in the seed) -> one linear output per
-    action, all He-normal. The agent trains it with Adam on the MSE loss, as the seed does."""
+    action, all He-normal. The agent trains it with Adam on the MSE loss, as the seed does.
+
+    With `dueling` (Wang et al., 2016), the last hidden layer feeds two linear heads instead, a
+    state value V(s) and an advantage A(s, a) per action, and Q(s, a) = V(s) + A(s, a) -
+    mean_a A(s, a): every update moves V, and so all actions' values at once, while A only has
+    to learn how the actions differ, which matters where their values are close.
+    """
     import keras
 
+    if dueling:
+        inputs = features = keras.Input(shape=(n_observations,))
+        for units in hidden:
+            features = keras.layers.Dense(units, activation="relu", kernel_initializer="he_normal")(
+                features
+            )
+        value = keras.layers.Dense(1, kernel_initializer="he_normal")(features)
+        advantage = keras.layers.Dense(n_actions, kernel_initializer="he_normal")(features)
+        q = value + advantage - keras.ops.mean(advantage, axis=1, keepdims=True)
+        return keras.Model(inputs, q)
     layers = [keras.Input(shape=(n_observations,))]
     for units in hidden:
         layers.append(keras.layers.Dense(units, activation="relu", kernel_initializer="he_normal"))
@@ -185,6 +206,16 @@ def build_q_network(n_observations: int, n_actions: int, hidden: tuple[int, ...]
         keras.layers.Dense(n_actions, activation="linear", kernel_initializer="he_normal")
     )
     return keras.Sequential(layers)
+
+
+def fold_dueling(weights: list[np.ndarray]) -> list[np.ndarray]:
+    """A dueling network's weights [..., V kernel, V bias, A kernel, A bias] as the plain
+    network that computes the same Q-values. Both heads are linear in the last hidden layer h,
+    so V(s) + A(s, a) - mean_a A(s, a) is h @ (w_V + W_A - mean_a W_A) + (b_V + b_A - mean_a b_A):
+    the agent acts, checks and saves with that one output layer."""
+    *trunk, value_kernel, value_bias, advantage_kernel, advantage_bias = weights
+    kernel = value_kernel + advantage_kernel - advantage_kernel.mean(axis=1, keepdims=True)
+    return [*trunk, kernel, value_bias + advantage_bias - advantage_bias.mean()]
 
 
 def q_values(weights: list[np.ndarray], states: np.ndarray) -> np.ndarray:
@@ -294,8 +325,10 @@ class DQNAgent:
         self.env.action_space.seed(int(actions.generate_state(1)[0]))
 
         layers = hidden_sizes(cfg.hidden)
-        self.q_network = build_q_network(self.n_observations, self.n_actions, layers)
-        self.target_network = build_q_network(self.n_observations, self.n_actions, layers)
+        self.q_network = build_q_network(self.n_observations, self.n_actions, layers, cfg.dueling)
+        self.target_network = build_q_network(
+            self.n_observations, self.n_actions, layers, cfg.dueling
+        )
         self.update_target_network()
         self.optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate)
         self.optimizer.build(self.q_network.trainable_variables)
@@ -310,9 +343,10 @@ class DQNAgent:
         self.recent: collections.deque = collections.deque()  # the last n steps, for n-step
         self.epsilon = cfg.epsilon_start
 
-        # NumPy copies of the Q-network's weights for acting; refreshed after every replay.
-        self.weights = self.q_network.get_weights()
-        self._shapes = [w.shape for w in self.weights]
+        # NumPy copies of the Q-network's weights for acting (a dueling head folded into one
+        # plain output layer); refreshed after every replay.
+        self._shapes = [w.shape for w in self.q_network.get_weights()]
+        self.weights = self.acting_weights(self.q_network.get_weights())
         # XLA fuses the whole loop of gradient steps into one program: faster per gradient step,
         # for a compile at the first replay that the XLA cache saves on later runs.
         self._replay = tf.function(self._gradient_steps, jit_compile=not cfg.no_xla)
@@ -359,8 +393,11 @@ class DQNAgent:
         loss, flat_weights = float(loss), flat_weights.numpy()
         if not (math.isfinite(loss) and np.isfinite(flat_weights).all()):
             return math.nan
-        self.weights = self._unflatten(flat_weights)
+        self.weights = self.acting_weights(self._unflatten(flat_weights))
         return loss
+
+    def acting_weights(self, weights: list[np.ndarray]) -> list[np.ndarray]:
+        return fold_dueling(weights) if self.cfg.dueling else weights
 
     def _gradient_steps(self, states, actions, rewards, next_states, terminated, discounts):
         import tensorflow as tf
@@ -1398,6 +1435,10 @@ def run_training(cfg: Config, clock: PhaseClock) -> int:
     try:
         run = monitored_training(agent, stop, clock, tensorboard)
         if run["kept"].weights is not None:
+            if cfg.dueling:  # the kept weights are the folded, plain network's: save that
+                agent.q_network = build_q_network(
+                    agent.n_observations, agent.n_actions, hidden_sizes(cfg.hidden)
+                )
             agent.q_network.set_weights(run["kept"].weights)  # the model saved is the kept one
         final, gif = final_check(cfg, run, clock)
         outputs = training_outputs(agent, run, final, gif, facts, clock)

@@ -1320,3 +1320,61 @@ def test_tensorboard_writes_event_files(tmp_path, tensorflow_ready, capsys, monk
         tags.update(value.tag for value in event.summary.value)
     assert {"train/episode_return", "train/epsilon", "train/loss", "eval/mean_return"} <= tags
     assert closed == [1]  # the writer is closed (flushed) once, at the end of the run
+
+
+# ---- Dueling network (--dueling) -------------------------------------------------------------
+
+
+def test_a_dueling_network_is_value_plus_centred_advantage_and_folds_into_a_plain_one(
+    tensorflow_ready,
+):
+    model = dqn.build_q_network(4, 3, (16, 8), dueling=True)
+    rng = np.random.default_rng(0)  # biases start at zero: give them values that show
+    model.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in model.get_weights()])
+    kernel1, bias1, kernel2, bias2, value_w, value_b, adv_w, adv_b = model.get_weights()
+    assert value_w.shape == (8, 1) and adv_w.shape == (8, 3)
+    states = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    hidden = np.maximum(np.maximum(states @ kernel1 + bias1, 0) @ kernel2 + bias2, 0)
+    value, advantage = hidden @ value_w + value_b, hidden @ adv_w + adv_b
+    expected = value + advantage - advantage.mean(axis=1, keepdims=True)
+    q = model(states).numpy()
+    np.testing.assert_allclose(q, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(q.mean(axis=1), value[:, 0], rtol=1e-5, atol=1e-5)
+    folded = dqn.fold_dueling(model.get_weights())
+    assert [w.shape for w in folded] == [(4, 16), (16,), (16, 8), (8,), (8, 3), (3,)]
+    np.testing.assert_allclose(dqn.q_values(folded, states), q, rtol=1e-5, atol=1e-5)
+
+
+def test_a_dueling_agent_trains_both_heads_and_acts_with_the_folded_network(tensorflow_ready):
+    agent = dqn.DQNAgent(
+        dqn.Config(dueling=True, hidden="16,16", batch_size=16, gradient_steps=8, memory_size=64)
+    )
+    assert len(agent.target_network.get_weights()) == len(agent.q_network.get_weights()) == 8
+    states = np.random.default_rng(1).normal(size=(32, 4)).astype(np.float32)
+    np.testing.assert_allclose(
+        dqn.q_values(agent.weights, states), agent.q_network(states).numpy(), atol=1e-5
+    )
+    fill(agent.memory, 64)
+    before = agent.q_network.get_weights()
+    agent.experience_replay()
+    after = agent.q_network.get_weights()
+    assert not np.array_equal(before[-4], after[-4]) and not np.array_equal(before[-2], after[-2])
+    np.testing.assert_allclose(
+        dqn.q_values(agent.weights, states), agent.q_network(states).numpy(), atol=1e-5
+    )
+
+
+def test_a_dueling_run_saves_a_plain_network_that_is_the_kept_snapshot(
+    tensorflow_ready, monkeypatch, capsys, tmp_path
+):
+    import keras
+    from conftest import run_main
+
+    seen = whole_run_evaluate(monkeypatch)
+    result = run_main(capsys, *WHOLE_RUN, "--dueling", "--results-dir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "summary.json").read_text())["config"]["dueling"] is True
+    model = keras.saving.load_model(tmp_path / "model.keras", compile=False)
+    assert [layer.units for layer in model.layers] == [256, 256, 2]  # plain Dense layers
+    for got, kept in zip(model.get_weights(), seen["kept"], strict=True):
+        np.testing.assert_array_equal(got, kept)
