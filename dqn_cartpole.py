@@ -97,6 +97,17 @@ class Config:
     dueling: bool = setting(
         False, "dueling network: Q(s, a) = V(s) + A(s, a) - mean A(s, .), two heads on one body"
     )
+    prioritized: bool = setting(
+        False,
+        "prioritized replay: draw transitions in proportion to |TD error|**alpha, with "
+        "importance weights (the memory's overwrite rule is unchanged)",
+    )
+    priority_alpha: float = setting(0.6, "prioritized replay: how much priority counts, in [0, 1]")
+    priority_beta: float = setting(
+        0.4,
+        "prioritized replay: importance-weight exponent at the start, in [0, 1], rising to "
+        "1 by --max-steps",
+    )
     # How long to train, and what to keep
     env: str = setting("CartPole-v1", "Gymnasium env id (Box observations, Discrete actions)")
     seed: int = setting(
@@ -273,7 +284,8 @@ class ReplayMemory:
     def __len__(self) -> int:
         return self.size
 
-    def store(self, state, action, reward, next_state, terminated, discount) -> None:
+    def store(self, state, action, reward, next_state, terminated, discount) -> int:
+        """Write the transition into its slot (see the class docstring); return the slot."""
         if self.size < self.capacity:
             slot = self.size
             self.size += 1
@@ -288,15 +300,60 @@ class ReplayMemory:
             next_state,
         )
         row[-1] = discount
+        return slot
 
     def sample(self, n_batches: int, batch_size: int):
-        """Uniform minibatches, shaped (n_batches, batch_size, ...)."""
-        index = self.batch_rng.integers(self.size, size=n_batches * batch_size)
-        rows = self.rows[(index + self.oldest) % self.capacity].reshape(n_batches, batch_size, -1)
+        """Minibatches of stored transitions, shaped (n_batches, batch_size, ...)."""
+        slots = self.draw(n_batches * batch_size)
+        rows = self.rows[slots].reshape(n_batches, batch_size, -1)
         n = self.n_observations
         states, next_states = rows[..., :n], rows[..., n + 3 : 2 * n + 3]
         actions = rows[..., n].astype(np.int32)
         return states, actions, rows[..., n + 1], next_states, rows[..., n + 2], rows[..., -1]
+
+    def draw(self, count: int) -> np.ndarray:
+        """The slots of `count` stored transitions, uniformly at random."""
+        return (self.batch_rng.integers(self.size, size=count) + self.oldest) % self.capacity
+
+
+class PrioritizedReplayMemory(ReplayMemory):
+    """Proportional prioritized replay (Schaul et al., 2016) on the same array and the same
+    overwrite rule: a transition is drawn with probability P(i) = p_i / sum p, where p_i =
+    (|TD error| + 1e-6)**alpha from the last replay that drew it, and a new transition starts
+    at the largest priority yet, so that each is replayed at least about once. Drawing often
+    what surprised the network biases the gradient toward it; the importance weight (N P(i))**
+    -beta, divided by the largest in the draw, undoes that, fully once beta has risen to 1.
+    The replay draws all its minibatches at once, so their priorities are those from before it.
+    """
+
+    def __init__(self, *args, alpha: float, beta: float, beta_steps: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.priorities = np.zeros(self.capacity)
+        self.alpha, self.beta, self.beta_steps = alpha, beta, beta_steps
+        self.max_priority, self.stored = 1.0, 0
+        self.slots = self.importance = None  # the last draw's slots and importance weights
+
+    def store(self, *transition) -> int:
+        slot = super().store(*transition)
+        self.priorities[slot] = self.max_priority
+        self.stored += 1
+        return slot
+
+    def draw(self, count: int) -> np.ndarray:
+        cumulative = np.cumsum(self.priorities[: self.size])
+        picks = self.batch_rng.random(count) * cumulative[-1]
+        self.slots = np.minimum(np.searchsorted(cumulative, picks, side="right"), self.size - 1)
+        chance = self.priorities[self.slots] / cumulative[-1]
+        beta = self.beta + (1.0 - self.beta) * min(1.0, self.stored / self.beta_steps)
+        weights = (self.size * chance) ** -beta
+        self.importance = (weights / weights.max()).astype(np.float32)
+        return self.slots
+
+    def update_priorities(self, td_errors: np.ndarray) -> None:
+        """New priorities for the last draw's transitions (a slot drawn twice keeps one)."""
+        priorities = (np.abs(td_errors) + 1e-6) ** self.alpha
+        self.priorities[self.slots] = priorities
+        self.max_priority = max(self.max_priority, float(priorities.max()))
 
 
 def row_width(n_observations: int) -> int:
@@ -333,13 +390,20 @@ class DQNAgent:
         self.optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate)
         self.optimizer.build(self.q_network.trainable_variables)
         self.loss_fn = keras.losses.get(cfg.loss)  # the seed's MSE, or the Huber loss
-        self.memory = ReplayMemory(
-            cfg.memory_size,
-            self.n_observations,
-            np.random.default_rng(slots),
-            cfg.memory_policy,
-            batch_rng=np.random.default_rng(batches),
-        )
+        memory_args = (cfg.memory_size, self.n_observations, np.random.default_rng(slots))
+        if cfg.prioritized:
+            self.memory = PrioritizedReplayMemory(
+                *memory_args,
+                cfg.memory_policy,
+                batch_rng=np.random.default_rng(batches),
+                alpha=cfg.priority_alpha,
+                beta=cfg.priority_beta,
+                beta_steps=cfg.max_steps,
+            )
+        else:
+            self.memory = ReplayMemory(
+                *memory_args, cfg.memory_policy, batch_rng=np.random.default_rng(batches)
+            )
         self.recent: collections.deque = collections.deque()  # the last n steps, for n-step
         self.epsilon = cfg.epsilon_start
 
@@ -389,29 +453,52 @@ class DQNAgent:
         weights as they were: the last finite ones (the Keras network holds the broken ones).
         """
         batches = self.memory.sample(self.cfg.gradient_steps, self.cfg.batch_size)
-        loss, flat_weights = self._replay(*batches)
+        if self.cfg.prioritized:
+            importance = self.memory.importance.reshape(batches[0].shape[:2])
+            loss, flat_weights, td_errors = self._replay(*batches, importance)
+        else:
+            loss, flat_weights = self._replay(*batches)
         loss, flat_weights = float(loss), flat_weights.numpy()
         if not (math.isfinite(loss) and np.isfinite(flat_weights).all()):
             return math.nan
         self.weights = self.acting_weights(self._unflatten(flat_weights))
+        if self.cfg.prioritized:
+            self.memory.update_priorities(td_errors.numpy())
         return loss
 
     def acting_weights(self, weights: list[np.ndarray]) -> list[np.ndarray]:
         return fold_dueling(weights) if self.cfg.dueling else weights
 
-    def _gradient_steps(self, states, actions, rewards, next_states, terminated, discounts):
+    def _gradient_steps(
+        self, states, actions, rewards, next_states, terminated, discounts, importance=None
+    ):
         import tensorflow as tf
 
         loss = tf.constant(0.0)
         for k in tf.range(tf.shape(states)[0]):
             loss = self._gradient_step(
-                states[k], actions[k], rewards[k], next_states[k], terminated[k], discounts[k]
-            )
+                states[k], actions[k], rewards[k], next_states[k], terminated[k], discounts[k],
+                None if importance is None else importance[k],
+            )  # fmt: skip
         # One flat tensor back instead of six: each tensor -> NumPy copy is a call of its own.
         flat = tf.concat([tf.reshape(w, [-1]) for w in self.q_network.weights], axis=0)
-        return loss, flat
+        if importance is None:
+            return loss, flat
+        # Prioritized replay: every drawn transition's TD error after the updates.
+        n = self.n_observations
+        targets = td_targets(
+            tf.reshape(rewards, [-1]),
+            self.next_value(tf.reshape(next_states, [-1, n])),
+            tf.reshape(terminated, [-1]),
+            tf.reshape(discounts, [-1]),
+        )
+        q = self.q_network(tf.reshape(states, [-1, n]), training=False)
+        taken_q = tf.gather(q, tf.reshape(actions, [-1]), axis=1, batch_dims=1)
+        return loss, flat, targets - taken_q
 
-    def _gradient_step(self, states, actions, rewards, next_states, terminated, discounts):
+    def _gradient_step(
+        self, states, actions, rewards, next_states, terminated, discounts, importance=None
+    ):
         import tensorflow as tf
 
         model = self.q_network
@@ -422,7 +509,10 @@ class DQNAgent:
             # taken action's entry replaced, so the loss pulls on that entry alone.
             taken = tf.one_hot(actions, self.n_actions, on_value=True, off_value=False)
             target_q = tf.where(taken, targets[:, None], tf.stop_gradient(q))
-            loss = tf.reduce_mean(self.loss_fn(target_q, q))
+            if importance is None:
+                loss = tf.reduce_mean(self.loss_fn(target_q, q))
+            else:  # prioritized replay: each transition's loss times its importance weight
+                loss = tf.reduce_mean(importance * self.loss_fn(target_q, q))
         grads = tape.gradient(loss, model.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return loss
@@ -1115,6 +1205,8 @@ def validate(cfg: Config) -> None:
         (cfg.learning_rate > 0, "--learning-rate must be > 0"),
         (0 < cfg.gamma <= 1, "--gamma must be in (0, 1]"),
         (0 < cfg.polish_lr_factor <= 1, "--polish-lr-factor must be in (0, 1]"),
+        (0 <= cfg.priority_alpha <= 1, "--priority-alpha must be in [0, 1]"),
+        (0 <= cfg.priority_beta <= 1, "--priority-beta must be in [0, 1]"),
         (cfg.batch_size <= cfg.memory_size, "--batch-size must be in [1, --memory-size]"),
         (
             cfg.batch_size <= cfg.min_observations <= cfg.memory_size,

@@ -57,6 +57,8 @@ BAD_INPUTS = [
     (["--polish-steps", "-1"], "--polish-steps must be >= 0"),
     (["--polish-lr-factor", "0"], "--polish-lr-factor must be in (0, 1]"),
     (["--polish-lr-factor", "1.5"], "--polish-lr-factor must be in (0, 1]"),
+    (["--priority-alpha", "1.5"], "--priority-alpha must be in [0, 1]"),
+    (["--priority-beta", "-0.1"], "--priority-beta must be in [0, 1]"),
     (["--memory-policy", "lifo"], "argument --memory-policy: invalid choice: 'lifo'"),
     (["--loss", "mae"], "argument --loss: invalid choice: 'mae'"),
     (["--hidden", "24,x"], "--hidden '24,x': expected sizes like 24,12"),

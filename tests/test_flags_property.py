@@ -76,6 +76,8 @@ def small_valid_command_lines(draw, envs):
         "polish_lr_factor": st.floats(1e-6, 1.0),
         "memory_policy": st.sampled_from(["random", "fifo"]),
         "loss": st.sampled_from(["mse", "huber"]),
+        "priority_alpha": st.floats(0.0, 1.0),
+        "priority_beta": st.floats(0.0, 1.0),
     }
     linked = ("batch_size", "memory_size", "min_observations")  # always given together
     argv = []
@@ -141,9 +143,9 @@ def test_every_accepted_command_line_builds_replays_and_evaluates(tensorflow_rea
         state = next_state if not (terminated or truncated) else agent.env.reset()[0]
     loss = agent.experience_replay()
     assert math.isfinite(loss), loss  # a learning rate <= 0.1 cannot blow up in 8 Adam steps
-    # The NumPy copy that acts is the network that was just trained.
+    # The NumPy copy that acts is the network that was just trained (a dueling head folded).
     for numpy_weight, keras_weight in zip(
-        agent.weights, agent.q_network.get_weights(), strict=True
+        agent.weights, agent.acting_weights(agent.q_network.get_weights()), strict=True
     ):
         np.testing.assert_array_equal(numpy_weight, keras_weight)
     returns = dqn.evaluate(agent.weights, cfg.env, cfg.eval_episodes, dqn.EVAL_SEED)

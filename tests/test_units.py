@@ -1378,3 +1378,105 @@ def test_a_dueling_run_saves_a_plain_network_that_is_the_kept_snapshot(
     assert [layer.units for layer in model.layers] == [256, 256, 2]  # plain Dense layers
     for got, kept in zip(model.get_weights(), seen["kept"], strict=True):
         np.testing.assert_array_equal(got, kept)
+
+
+# ---- Prioritized replay (--prioritized) ------------------------------------------------------
+
+
+def prioritized(capacity=4, alpha=0.6, beta=0.4, beta_steps=100, seed=0):
+    return dqn.PrioritizedReplayMemory(
+        capacity, 4, np.random.default_rng(seed), batch_rng=np.random.default_rng(seed + 1),
+        alpha=alpha, beta=beta, beta_steps=beta_steps,
+    )  # fmt: skip
+
+
+def test_prioritized_memory_draws_each_transition_in_proportion_to_its_priority():
+    memory = prioritized()
+    fill(memory, 4)
+    memory.priorities[:4] = [1.0, 2.0, 3.0, 4.0]
+    slots = memory.draw(100_000)
+    np.testing.assert_allclose(
+        np.bincount(slots, minlength=4) / 1e5, [0.1, 0.2, 0.3, 0.4], atol=0.01
+    )
+    ids = memory.sample(1, 1_000)[0][..., 0].astype(int).ravel()  # the rows of the drawn slots
+    np.testing.assert_array_equal(ids, memory.slots)
+
+
+def test_prioritized_priorities_come_from_td_errors_and_new_transitions_start_at_the_largest():
+    memory = prioritized(alpha=0.5)
+    fill(memory, 3)
+    np.testing.assert_array_equal(memory.priorities[:3], 1.0)  # nothing replayed yet
+    memory.slots = np.array([0, 1, 2])  # as if the last draw had drawn these
+    memory.update_priorities(np.array([-9.0, 0.0, 1.0]))
+    np.testing.assert_allclose(memory.priorities[:3], [3.0, 1e-3, 1.0], rtol=1e-6)
+    assert memory.max_priority == pytest.approx(3.0)
+    fill(memory, 1, start=3)
+    assert memory.priorities[3] == pytest.approx(3.0)
+
+
+def test_importance_weights_undo_the_priorities_fully_once_beta_has_risen_to_one():
+    memory = prioritized(beta=0.5, beta_steps=8)
+    fill(memory, 4)
+    memory.priorities[:4] = [1.0, 1.0, 1.0, 5.0]
+    memory.draw(2_000)
+    chance = memory.priorities[memory.slots] / 8.0
+    expected = (4 * chance) ** -(0.5 + 0.5 * 4 / 8)  # 4 of 8 steps stored: beta 0.75
+    np.testing.assert_allclose(memory.importance, expected / expected.max(), rtol=1e-5)
+    fill(memory, 8, start=4)  # now past beta_steps: beta is 1
+    memory.priorities[:4] = [1.0, 1.0, 1.0, 5.0]
+    memory.draw(2_000)
+    weights = memory.importance
+    assert weights[memory.slots == 3].max() == pytest.approx(
+        0.2
+    )  # 1 / (4 * 5/8) over 1 / (4 * 1/8)
+    np.testing.assert_allclose(weights[memory.slots != 3], 1.0)
+
+
+def test_prioritized_memory_keeps_the_seeds_overwrite_rule():
+    plain = dqn.ReplayMemory(5, 4, np.random.default_rng(3), batch_rng=np.random.default_rng(4))
+    ranked = prioritized(capacity=5, seed=3)
+    for memory in (plain, ranked):
+        fill(memory, 40)
+    np.testing.assert_array_equal(plain.rows, ranked.rows)
+
+
+def prioritized_agent(**overrides):
+    cfg = dict(prioritized=True, hidden="16,16", batch_size=8, gradient_steps=4, memory_size=64)
+    agent = dqn.DQNAgent(dqn.Config(**{**cfg, **overrides}))
+    rng = np.random.default_rng(0)
+    for state in rng.normal(size=(64, 4)).astype(np.float32):
+        agent.memory.store(state, int(rng.integers(2)), 1.0, state * 0.5, rng.random() < 0.3, 0.9)
+    return agent
+
+
+def test_prioritized_replay_weighs_each_transitions_loss_by_its_importance(tensorflow_ready):
+    agent = prioritized_agent(no_xla=True)
+    batches = agent.memory.sample(4, 8)
+    before = agent.q_network.get_weights()
+    agent._replay(*batches, np.zeros((4, 8), np.float32))  # every weight zero: no gradient
+    for a, b in zip(before, agent.q_network.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    agent._replay(*batches, np.ones((4, 8), np.float32))
+    assert any(
+        not np.array_equal(a, b) for a, b in zip(before, agent.q_network.get_weights(), strict=True)
+    )
+
+
+def test_prioritized_replay_sets_the_drawn_priorities_from_their_td_errors_after_it(
+    tensorflow_ready,
+):
+    agent = prioritized_agent(priority_alpha=0.7)
+    agent.experience_replay()
+    memory, slots = agent.memory, agent.memory.slots
+    n = agent.n_observations
+    rows = memory.rows[slots]
+    states, actions, rewards = rows[:, :n], rows[:, n].astype(int), rows[:, n + 1]
+    terminated, next_states, discounts = rows[:, n + 2], rows[:, n + 3 : 2 * n + 3], rows[:, -1]
+    online_next = dqn.q_values(agent.weights, next_states)
+    target_next = dqn.q_values(agent.target_network.get_weights(), next_states)
+    value = target_next[np.arange(len(slots)), online_next.argmax(axis=1)]  # Double DQN
+    targets = rewards + discounts * (1 - terminated) * value
+    taken = dqn.q_values(agent.weights, states)[np.arange(len(slots)), actions]
+    expected = (np.abs(targets - taken) + 1e-6) ** 0.7
+    np.testing.assert_allclose(memory.priorities[slots], expected, rtol=1e-4, atol=1e-5)
+    assert memory.max_priority == pytest.approx(max(1.0, expected.max()))
