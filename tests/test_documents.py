@@ -52,7 +52,7 @@ SUPERSEDED = {
 
 def test_the_study_documents_give_the_command_of_every_stored_table():
     tables = {str(p.relative_to(ROOT)) for p in STUDY.glob("*.md") if p.name[0].islower()}
-    tables -= {"results/study/envs.md", *SUPERSEDED}
+    tables -= {"results/study/envs.md", "results/study/like-for-like.md", *SUPERSEDED}
     assert tables <= set(TABLES), sorted(tables - set(TABLES))
     assert "commit `c6a0f5c`" in (STUDY / "README.md").read_text()
 
@@ -269,11 +269,35 @@ def envs_quotes() -> list[str]:
     return quotes
 
 
+def like_for_like_quotes() -> list[str]:
+    import csv
+
+    document = STUDY / "like-for-like.md"
+    quotes = [line for line in (STUDY / "like-for-like-cartpole.md").read_text().splitlines()
+              if line.startswith("| ")]  # fmt: skip
+    runs = list(csv.DictReader((STUDY / "like-for-like.csv").read_text().splitlines()))
+    ours = [r for r in runs if r["variant"] == "ours-cartpole"]
+    sb3 = [r for r in runs if r["variant"] == "sb3-dqn-cartpole"]
+    lowest = min(ours, key=lambda r: float(r["own_eval_mean"]))
+    sb3_low = sorted(float(r["own_eval_mean"]) for r in sb3 if float(r["own_eval_mean"]) < 495)
+    seconds = [float(r["process_seconds"]) for r in sb3]
+    quotes += [
+        f"Our lowest, {float(lowest['own_eval_mean']):.1f}, is seed {lowest['seed']}'s, which "
+        f"stopped at its solve ({int(lowest['steps_to_solve']):,} steps)",
+        f"failed one of the study's 100 episodes at {float(lowest['own_eval_min']):.0f} steps",
+        f"scored {' and '.join(f'{v:.1f}' for v in sb3_low)} on two of ten seeds",
+        f"{min(seconds):.0f}-{max(seconds):.0f} s on CartPole's 50,000 steps",
+    ]
+    assert document.exists()
+    return quotes
+
+
 QUOTES = {
     "README.md": readme_quotes,
     "results/benchmark.md": benchmark_quotes,
     "results/study/README.md": study_quotes,
     "results/study/envs.md": envs_quotes,
+    "results/study/like-for-like.md": like_for_like_quotes,
 }
 
 
