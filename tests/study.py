@@ -140,7 +140,10 @@ def model_weights(path: Path) -> list[np.ndarray]:
         config = json.loads(archive.read("config.json"))
         weights_file = io.BytesIO(archive.read("model.weights.h5"))
     layers = config["config"]["layers"]
-    names = [layer["config"]["name"] for layer in layers if layer["class_name"] == "Dense"]
+    count = sum(layer["class_name"] == "Dense" for layer in layers)
+    # The weights file names a model's layers by kind and place, not by the layers' own names
+    # (which count on from every network the process built): dense, dense_1, dense_2, ...
+    names = ["dense" if i == 0 else f"dense_{i}" for i in range(count)]
     with h5py.File(weights_file, "r") as h5:
         layers = h5["layers"]
         return [np.array(layers[name]["vars"][str(i)]) for name in names for i in (0, 1)]

@@ -184,8 +184,9 @@ def random_weights(sizes, seed):
 
 
 def test_model_weights_reads_a_saved_q_network_layer_by_layer(tmp_path):
-    # Saved by a process of its own, as the study's runs save theirs (in this one, Keras would
-    # have numbered the layers on from every network the other tests built).
+    # Saved by a process that built other networks first, as a run does (its target network; a
+    # dueling run's plain copy): Keras names the layers on from those (dense_9, ...), while the
+    # weights file names them by place in the model (dense, dense_1, ...).
     import subprocess
     import sys
 
@@ -193,7 +194,8 @@ def test_model_weights_reads_a_saved_q_network_layer_by_layer(tmp_path):
     np.savez(tmp_path / "w.npz", *weights)
     save = (
         "import sys, numpy as np; sys.path.insert(0, sys.argv[1]); import dqn_cartpole as d; "
-        "d.setup_tensorflow(0); m = d.build_q_network(4, 2, (16, 8)); "
+        "d.setup_tensorflow(0); [d.build_q_network(4, 2, (16, 8)) for _ in range(3)]; "
+        "m = d.build_q_network(4, 2, (16, 8)); "
         "a = np.load(sys.argv[2]); m.set_weights([a[f'arr_{i}'] for i in range(6)]); "
         "m.save(sys.argv[3])"
     )
