@@ -52,7 +52,8 @@ SUPERSEDED = {
 
 def test_the_study_documents_give_the_command_of_every_stored_table():
     tables = {str(p.relative_to(ROOT)) for p in STUDY.glob("*.md") if p.name[0].islower()}
-    tables -= {"results/study/envs.md", "results/study/like-for-like.md", *SUPERSEDED}
+    documents = {"envs.md", "like-for-like.md", "algorithm-flags.md"}
+    tables -= {f"results/study/{name}" for name in documents} | SUPERSEDED
     assert tables <= set(TABLES), sorted(tables - set(TABLES))
     assert "commit `c6a0f5c`" in (STUDY / "README.md").read_text()
 
@@ -292,12 +293,61 @@ def like_for_like_quotes() -> list[str]:
     return quotes
 
 
+def algorithm_flags_quotes() -> list[str]:
+    import csv
+    import math
+
+    document = STUDY / "algorithm-flags.md"
+    agents = re.findall(
+        r"returns: mean ([-\d.]+), median ([-\d.]+), .*?\[([-\d., ]+)\]\n.*\n"
+        r".*60-69: (\d+), .*?\n.*under 0.5%: (\d+)%, under 2%: (\d+)%\n"
+        r".*median ([-\d.]+) against a discounted return of ([-\d.]+) .*bias median ([-+\d.]+)",
+        "\n".join(re.findall(r"```text\n(.*?)```", document.read_text(), flags=re.S)),
+    )
+    assert len(agents) == 2, agents
+    seed0, seed1 = agents
+
+    def steps(value: str) -> int:  # the steps whose discounted cost at gamma 0.99 is -value
+        return round(math.log(1 + 0.01 * float(value)) / math.log(0.99))
+
+    worst = [float(v) for v in seed1[2].split(", ")]
+    cost = (-worst[0] - worst[1] + 2 * float(seed1[1])) / 100
+    near = sorted(int(a[4]) for a in agents)
+    close = sorted(int(a[5]) for a in agents)
+    ahead = [steps(a[7]) - steps(a[6]) for a in agents]
+    runs = {
+        r["seed"]: r for r in csv.DictReader((STUDY / "heldout-9000.csv").read_text().splitlines())
+    }
+    certified = {
+        seed: json.loads(runs[seed]["certifications"]) for seed in ("9016", "9088", "9099")
+    }
+    c16, c88, c99 = certified["9016"], certified["9088"], certified["9099"]
+    return [
+        f"({seed0[3]} and {seed1[3]} episodes of 100 end within 60-69 steps",
+        f"(median returns {seed0[1]} and {seed1[1]})",
+        f"cost its mean about {cost:.1f} points",
+        f"In {near[0]}-{near[1]}% of the states",
+        f"in {close[0]}-{close[1]}% by under 2%",
+        f"by a median of {seed0[8]} and {seed1[8]}, as if the agents expected to finish about "
+        f"{ahead[0]} and {ahead[1]} steps sooner",
+        f"{seed0[6]} is the value of {steps(seed0[6])} steps and {seed0[7]} of {steps(seed0[7])}",
+        f"seed 9016 solved at {c16[0][0]:,} with a perfect check ({c16[0][1]:.1f}) that certified "
+        f"{c16[0][2]:.1f}",
+        f"none was until step {c16[1][0]:,}",
+        f"seed 9088's solve (check {c88[0][1]:.1f}, certified {c88[0][2]:.1f}) was not bettered "
+        f"until step {c88[1][0]:,}",
+        f"seed 9099's ({c99[0][0]:,} steps) until step {c99[2][0]:,} after one near miss "
+        f"({c99[1][2]:.1f} certified at {c99[1][0]:,})",
+    ]
+
+
 QUOTES = {
     "README.md": readme_quotes,
     "results/benchmark.md": benchmark_quotes,
     "results/study/README.md": study_quotes,
     "results/study/envs.md": envs_quotes,
     "results/study/like-for-like.md": like_for_like_quotes,
+    "results/study/algorithm-flags.md": algorithm_flags_quotes,
 }
 
 
