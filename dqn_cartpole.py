@@ -97,6 +97,13 @@ class Config:
     dueling: bool = setting(
         False, "dueling network: Q(s, a) = V(s) + A(s, a) - mean A(s, .), two heads on one body"
     )
+    quantiles: int = setting(
+        0,
+        "QR-DQN: learn this many quantiles of the return per action with the quantile Huber "
+        "loss, and act on their mean (0: off; not with --dueling or --prioritized)",
+        low=0,
+        high=200,
+    )
     prioritized: bool = setting(
         False,
         "prioritized replay: draw transitions in proportion to |TD error|**alpha, with "
@@ -227,6 +234,19 @@ def fold_dueling(weights: list[np.ndarray]) -> list[np.ndarray]:
     *trunk, value_kernel, value_bias, advantage_kernel, advantage_bias = weights
     kernel = value_kernel + advantage_kernel - advantage_kernel.mean(axis=1, keepdims=True)
     return [*trunk, kernel, value_bias + advantage_bias - advantage_bias.mean()]
+
+
+def fold_quantiles(weights: list[np.ndarray], n_actions: int) -> list[np.ndarray]:
+    """A QR-DQN network's weights, whose last layer gives N quantiles per action, as the plain
+    network whose outputs are their means, the Q-values: the mean is linear in the last hidden
+    layer, so it is one output layer with each action's N columns averaged."""
+    *trunk, kernel, bias = weights
+    width = kernel.shape[0]
+    return [
+        *trunk,
+        kernel.reshape(width, n_actions, -1).mean(-1),
+        bias.reshape(n_actions, -1).mean(-1),
+    ]
 
 
 def q_values(weights: list[np.ndarray], states: np.ndarray) -> np.ndarray:
@@ -381,11 +401,9 @@ class DQNAgent:
         self.rng = np.random.default_rng(explore)
         self.env.action_space.seed(int(actions.generate_state(1)[0]))
 
-        layers = hidden_sizes(cfg.hidden)
-        self.q_network = build_q_network(self.n_observations, self.n_actions, layers, cfg.dueling)
-        self.target_network = build_q_network(
-            self.n_observations, self.n_actions, layers, cfg.dueling
-        )
+        layers, outputs = hidden_sizes(cfg.hidden), self.n_actions * (cfg.quantiles or 1)
+        self.q_network = build_q_network(self.n_observations, outputs, layers, cfg.dueling)
+        self.target_network = build_q_network(self.n_observations, outputs, layers, cfg.dueling)
         self.update_target_network()
         self.optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate)
         self.optimizer.build(self.q_network.trainable_variables)
@@ -467,6 +485,8 @@ class DQNAgent:
         return loss
 
     def acting_weights(self, weights: list[np.ndarray]) -> list[np.ndarray]:
+        if self.cfg.quantiles:
+            return fold_quantiles(weights, self.n_actions)
         return fold_dueling(weights) if self.cfg.dueling else weights
 
     def _gradient_steps(
@@ -501,6 +521,8 @@ class DQNAgent:
     ):
         import tensorflow as tf
 
+        if self.cfg.quantiles:
+            return self._quantile_step(states, actions, rewards, next_states, terminated, discounts)
         model = self.q_network
         targets = td_targets(rewards, self.next_value(next_states), terminated, discounts)
         with tf.GradientTape() as tape:
@@ -517,6 +539,29 @@ class DQNAgent:
         self.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return loss
 
+    def _quantile_step(self, states, actions, rewards, next_states, terminated, discounts):
+        """QR-DQN (Dabney et al., 2018): the network gives N quantiles of the return per action,
+        at the levels tau_i = (i + 0.5) / N. Each quantile of the taken action is pulled toward
+        every quantile of the target r + discount * Z(s', a') by the quantile Huber loss, which
+        weighs an error by tau_i where the target is above and 1 - tau_i where it is below."""
+        import tensorflow as tf
+
+        n = self.cfg.quantiles
+        targets = td_targets(  # (batch, N), from the target network: no gradient
+            rewards[:, None], self.next_value(next_states), terminated[:, None], discounts[:, None]
+        )
+        levels = (tf.range(n, dtype=tf.float32) + 0.5) / n
+        with tf.GradientTape() as tape:
+            quantiles = tf.reshape(self.q_network(states, training=True), [-1, self.n_actions, n])
+            taken = tf.gather(quantiles, actions, axis=1, batch_dims=1)  # (batch, N)
+            errors = targets[:, None, :] - taken[:, :, None]  # [b, i, j]: target j - quantile i
+            huber = tf.where(tf.abs(errors) <= 1.0, 0.5 * errors**2, tf.abs(errors) - 0.5)
+            weight = tf.abs(levels[None, :, None] - tf.cast(errors < 0, tf.float32))
+            loss = tf.reduce_mean(tf.reduce_sum(tf.reduce_mean(weight * huber, axis=2), axis=1))
+        grads = tape.gradient(loss, self.q_network.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.q_network.trainable_variables, strict=True))
+        return loss
+
     def next_value(self, next_states):
         """V(s') for the TD target: max_a' Q_target(s', a'), or with Double DQN the target
         network's value of the action that the Q-network picks, which counters the upward
@@ -524,6 +569,12 @@ class DQNAgent:
         import tensorflow as tf
 
         next_q = self.target_network(next_states, training=False)
+        if self.cfg.quantiles:  # Z(s', a'), a' by the quantiles' mean: (batch, N)
+            shape = [-1, self.n_actions, self.cfg.quantiles]
+            next_z = tf.reshape(next_q, shape)
+            chooser = self.q_network(next_states, training=False) if self.cfg.double_dqn else next_q
+            best = tf.argmax(tf.reduce_mean(tf.reshape(chooser, shape), axis=2), axis=1)
+            return tf.gather(next_z, tf.cast(best, tf.int32), axis=1, batch_dims=1)
         if not self.cfg.double_dqn:
             return tf.reduce_max(next_q, axis=1)
         online_q = self.q_network(next_states, training=False)
@@ -1206,6 +1257,10 @@ def validate(cfg: Config) -> None:
         (0 < cfg.gamma <= 1, "--gamma must be in (0, 1]"),
         (0 < cfg.polish_lr_factor <= 1, "--polish-lr-factor must be in (0, 1]"),
         (0 <= cfg.priority_alpha <= 1, "--priority-alpha must be in [0, 1]"),
+        (
+            not cfg.quantiles or not (cfg.dueling or cfg.prioritized),
+            "--quantiles works alone: not with --dueling or --prioritized",
+        ),
         (0 <= cfg.priority_beta <= 1, "--priority-beta must be in [0, 1]"),
         (cfg.batch_size <= cfg.memory_size, "--batch-size must be in [1, --memory-size]"),
         (
@@ -1527,7 +1582,7 @@ def run_training(cfg: Config, clock: PhaseClock) -> int:
     try:
         run = monitored_training(agent, stop, clock, tensorboard)
         if run["kept"].weights is not None:
-            if cfg.dueling:  # the kept weights are the folded, plain network's: save that
+            if cfg.dueling or cfg.quantiles:  # the kept weights are a plain network's: save one
                 agent.q_network = build_q_network(
                     agent.n_observations, agent.n_actions, hidden_sizes(cfg.hidden)
                 )

@@ -59,6 +59,14 @@ BAD_INPUTS = [
     (["--polish-lr-factor", "1.5"], "--polish-lr-factor must be in (0, 1]"),
     (["--priority-alpha", "1.5"], "--priority-alpha must be in [0, 1]"),
     (["--priority-beta", "-0.1"], "--priority-beta must be in [0, 1]"),
+    (
+        ["--quantiles", "8", "--dueling"],
+        "--quantiles works alone: not with --dueling or --prioritized",
+    ),
+    (
+        ["--quantiles", "8", "--prioritized"],
+        "--quantiles works alone: not with --dueling or --prioritized",
+    ),
     (["--memory-policy", "lifo"], "argument --memory-policy: invalid choice: 'lifo'"),
     (["--loss", "mae"], "argument --loss: invalid choice: 'mae'"),
     (["--hidden", "24,x"], "--hidden '24,x': expected sizes like 24,12"),

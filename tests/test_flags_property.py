@@ -78,6 +78,7 @@ def small_valid_command_lines(draw, envs):
         "loss": st.sampled_from(["mse", "huber"]),
         "priority_alpha": st.floats(0.0, 1.0),
         "priority_beta": st.floats(0.0, 1.0),
+        "quantiles": st.integers(0, 5),
     }
     linked = ("batch_size", "memory_size", "min_observations")  # always given together
     argv = []
@@ -90,6 +91,8 @@ def small_valid_command_lines(draw, envs):
             argv.append(dqn.flag(name))
         else:
             argv += [dqn.flag(name), str(draw(values.get(name, st.integers(1, 50))))]
+    if "--quantiles" in argv and argv[argv.index("--quantiles") + 1] != "0":
+        argv = [word for word in argv if word not in ("--dueling", "--prioritized")]  # alone
     return argv
 
 

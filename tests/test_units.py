@@ -1480,3 +1480,95 @@ def test_prioritized_replay_sets_the_drawn_priorities_from_their_td_errors_after
     expected = (np.abs(targets - taken) + 1e-6) ** 0.7
     np.testing.assert_allclose(memory.priorities[slots], expected, rtol=1e-4, atol=1e-5)
     assert memory.max_priority == pytest.approx(max(1.0, expected.max()))
+
+
+# ---- QR-DQN (--quantiles) --------------------------------------------------------------------
+
+
+def test_a_quantile_network_folds_into_the_plain_network_of_its_quantiles_means(tensorflow_ready):
+    model = dqn.build_q_network(4, 2 * 5, (8,))  # 2 actions, 5 quantiles each
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in model.get_weights()])
+    states = rng.normal(size=(32, 4)).astype(np.float32)
+    means = model(states).numpy().reshape(32, 2, 5).mean(axis=2)
+    folded = dqn.fold_quantiles(model.get_weights(), 2)
+    assert [w.shape for w in folded] == [(4, 8), (8,), (8, 2), (2,)]
+    np.testing.assert_allclose(dqn.q_values(folded, states), means, rtol=1e-5, atol=1e-5)
+
+
+def constant_quantiles(agent, per_action):
+    """Set a network's last layer so that it outputs these quantiles whatever the state."""
+    weights = agent.get_weights()
+    weights[-2] = np.zeros_like(weights[-2])
+    weights[-1] = np.asarray(per_action, np.float32).ravel()
+    agent.set_weights(weights)
+
+
+@pytest.mark.parametrize("double", [False, True], ids=["dqn", "double-dqn"])
+def test_quantile_next_value_is_the_targets_quantiles_of_the_chosen_action(
+    tensorflow_ready, double
+):
+    agent = dqn.DQNAgent(dqn.Config(quantiles=3, double_dqn=double, hidden="8"))
+    # By the quantiles' mean the online network picks action 1 and the target network action
+    # 0; by their largest quantile it would be the other way round.
+    constant_quantiles(agent.q_network, [[0.0, 0.0, 3.0], [2.0, 2.0, 2.0]])
+    constant_quantiles(agent.target_network, [[4.0, 4.0, 4.0], [0.0, 0.0, 9.0]])
+    value = agent.next_value(np.zeros((1, 4), np.float32)).numpy()[0]
+    np.testing.assert_allclose(value, [0.0, 0.0, 9.0] if double else [4.0, 4.0, 4.0])
+
+
+def test_the_quantile_loss_is_the_quantile_huber_loss_toward_the_target_distribution(
+    tensorflow_ready,
+):
+    agent = dqn.DQNAgent(dqn.Config(quantiles=2, double_dqn=False, hidden="8"))
+    constant_quantiles(agent.q_network, [[1.0, 3.0], [0.0, 4.0]])
+    constant_quantiles(agent.target_network, [[2.0, 2.0], [10.0, 12.0]])  # a' = 1: Z = 10, 12
+    states = np.zeros((2, 4), np.float32)
+    actions, rewards = np.array([1, 0], np.int32), np.array([1.0, 2.0], np.float32)
+    terminated, discounts = np.array([0.0, 1.0], np.float32), np.array([0.5, 0.5], np.float32)
+    loss = agent._quantile_step(states, actions, rewards, states, terminated, discounts)
+    # By hand: targets 1 + 0.5 * (10, 12) = (6, 7) for quantiles (0, 4) of action 1, and the
+    # reward alone, (2, 2), for quantiles (1, 3) of action 0; levels 1/4 and 3/4.
+    expected = []
+    for targets, quantiles in (([6.0, 7.0], [0.0, 4.0]), ([2.0, 2.0], [1.0, 3.0])):
+        total = 0.0
+        for level, quantile in zip((0.25, 0.75), quantiles, strict=True):
+            for target in targets:
+                error = target - quantile
+                huber = 0.5 * error**2 if abs(error) <= 1 else abs(error) - 0.5
+                total += abs(level - (error < 0)) * huber / len(targets)
+        expected.append(total)
+    assert float(loss) == pytest.approx(np.mean(expected), rel=1e-5)
+
+
+def test_quantile_replay_learns_the_quantiles_of_a_random_reward_and_acts_on_their_mean(
+    tensorflow_ready,
+):
+    # One state, action 0, terminal, reward 0 or 10 with even odds: the quantiles at levels
+    # 1/8, 3/8, 5/8, 7/8 are 0, 0, 10, 10, and their mean is the expected reward, 5.
+    cfg = dqn.Config(quantiles=4, hidden="16", batch_size=64, gradient_steps=50,
+                     learning_rate=1e-2, memory_size=256, min_observations=64)  # fmt: skip
+    agent = dqn.DQNAgent(cfg)
+    state = np.array([0.1, -0.2, 0.3, 0.4], np.float32)
+    for i in range(256):
+        agent.memory.store(state, 0, 10.0 * (i % 2), state, True, cfg.gamma)
+    for _ in range(30):
+        agent.experience_replay()
+    quantiles = agent.q_network(state[None]).numpy().reshape(2, 4)[0]  # in level order
+    np.testing.assert_allclose(quantiles, [0.0, 0.0, 10.0, 10.0], atol=1.0)
+    assert dqn.q_values(agent.weights, state[None])[0, 0] == pytest.approx(5.0, abs=0.5)
+
+
+def test_a_quantile_run_saves_a_plain_network_that_is_the_kept_snapshot(
+    tensorflow_ready, monkeypatch, capsys, tmp_path
+):
+    import keras
+    from conftest import run_main
+
+    seen = whole_run_evaluate(monkeypatch)
+    result = run_main(capsys, *WHOLE_RUN, "--quantiles", "5", "--results-dir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    model = keras.saving.load_model(tmp_path / "model.keras", compile=False)
+    assert [layer.units for layer in model.layers] == [256, 256, 2]
+    for got, kept in zip(model.get_weights(), seen["kept"], strict=True):
+        np.testing.assert_array_equal(got, kept)
