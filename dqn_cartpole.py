@@ -98,22 +98,14 @@ class Config:
         False, "dueling network: Q(s, a) = V(s) + A(s, a) - mean A(s, .), two heads on one body"
     )
     quantiles: int = setting(
-        0,
-        "QR-DQN: learn this many quantiles of the return per action with the quantile Huber "
-        "loss, and act on their mean (0: off; not with --dueling or --prioritized)",
-        low=0,
-        high=200,
+        0, "QR-DQN: N return quantiles per action, acting on their mean (0: off)", low=0, high=200
     )
     prioritized: bool = setting(
-        False,
-        "prioritized replay: draw transitions in proportion to |TD error|**alpha, with "
-        "importance weights (the memory's overwrite rule is unchanged)",
+        False, "prioritized replay: draw transitions by |TD error|**alpha, importance-weighted"
     )
     priority_alpha: float = setting(0.6, "prioritized replay: how much priority counts, in [0, 1]")
     priority_beta: float = setting(
-        0.4,
-        "prioritized replay: importance-weight exponent at the start, in [0, 1], rising to "
-        "1 by --max-steps",
+        0.4, "prioritized replay: importance exponent, in [0, 1] at first, 1 by --max-steps"
     )
     # How long to train, and what to keep
     env: str = setting("CartPole-v1", "Gymnasium env id (Box observations, Discrete actions)")
@@ -200,11 +192,9 @@ def build_q_network(
     """The seed's Q-network: Dense ReLU layers (24 -> 12 in the seed) -> one linear output per
     action, all He-normal. The agent trains it with Adam on the MSE loss, as the seed does.
 
-    With `dueling` (Wang et al., 2016), the last hidden layer feeds two linear heads instead, a
-    state value V(s) and an advantage A(s, a) per action, and Q(s, a) = V(s) + A(s, a) -
-    mean_a A(s, a): every update moves V, and so all actions' values at once, while A only has
-    to learn how the actions differ, which matters where their values are close.
-    """
+    With `dueling` (Wang et al., 2016), two linear heads, V(s) and A(s, a), give Q(s, a) =
+    V(s) + A(s, a) - mean_a A(s, a): every update moves V, so all actions' values at once, and
+    A only has to learn how actions differ, which matters where their values are close."""
     import keras
 
     if dueling:
@@ -241,12 +231,8 @@ def fold_quantiles(weights: list[np.ndarray], n_actions: int) -> list[np.ndarray
     network whose outputs are their means, the Q-values: the mean is linear in the last hidden
     layer, so it is one output layer with each action's N columns averaged."""
     *trunk, kernel, bias = weights
-    width = kernel.shape[0]
-    return [
-        *trunk,
-        kernel.reshape(width, n_actions, -1).mean(-1),
-        bias.reshape(n_actions, -1).mean(-1),
-    ]
+    kernel, bias = kernel.reshape(len(kernel), n_actions, -1), bias.reshape(n_actions, -1)
+    return [*trunk, kernel.mean(-1), bias.mean(-1)]
 
 
 def q_values(weights: list[np.ndarray], states: np.ndarray) -> np.ndarray:
@@ -337,14 +323,11 @@ class ReplayMemory:
 
 
 class PrioritizedReplayMemory(ReplayMemory):
-    """Proportional prioritized replay (Schaul et al., 2016) on the same array and the same
-    overwrite rule: a transition is drawn with probability P(i) = p_i / sum p, where p_i =
-    (|TD error| + 1e-6)**alpha from the last replay that drew it, and a new transition starts
-    at the largest priority yet, so that each is replayed at least about once. Drawing often
-    what surprised the network biases the gradient toward it; the importance weight (N P(i))**
-    -beta, divided by the largest in the draw, undoes that, fully once beta has risen to 1.
-    The replay draws all its minibatches at once, so their priorities are those from before it.
-    """
+    """Proportional prioritized replay (Schaul et al., 2016), same array, same overwrite rule:
+    draw transition i with chance P(i) = p_i / sum p, p_i = (|TD error| + 1e-6)**alpha from the
+    last replay that drew it (a new one: the largest p yet). The importance weight (N P(i))**-beta
+    / its largest undoes the bias of that choice, fully once beta has risen to 1. A replay draws
+    all its minibatches at once, with the priorities from before it."""
 
     def __init__(self, *args, alpha: float, beta: float, beta_steps: int, **kwargs):
         super().__init__(*args, **kwargs)
@@ -408,20 +391,13 @@ class DQNAgent:
         self.optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate)
         self.optimizer.build(self.q_network.trainable_variables)
         self.loss_fn = keras.losses.get(cfg.loss)  # the seed's MSE, or the Huber loss
-        memory_args = (cfg.memory_size, self.n_observations, np.random.default_rng(slots))
-        if cfg.prioritized:
-            self.memory = PrioritizedReplayMemory(
-                *memory_args,
-                cfg.memory_policy,
-                batch_rng=np.random.default_rng(batches),
-                alpha=cfg.priority_alpha,
-                beta=cfg.priority_beta,
-                beta_steps=cfg.max_steps,
-            )
-        else:
-            self.memory = ReplayMemory(
-                *memory_args, cfg.memory_policy, batch_rng=np.random.default_rng(batches)
-            )
+        memory_args = (cfg.memory_size, self.n_observations, np.random.default_rng(slots),
+                       cfg.memory_policy, np.random.default_rng(batches))  # fmt: skip
+        self.memory = (
+            PrioritizedReplayMemory(*memory_args, alpha=cfg.priority_alpha,
+                                    beta=cfg.priority_beta, beta_steps=cfg.max_steps)
+            if cfg.prioritized else ReplayMemory(*memory_args)
+        )  # fmt: skip
         self.recent: collections.deque = collections.deque()  # the last n steps, for n-step
         self.epsilon = cfg.epsilon_start
 
@@ -505,16 +481,10 @@ class DQNAgent:
         if importance is None:
             return loss, flat
         # Prioritized replay: every drawn transition's TD error after the updates.
-        n = self.n_observations
-        targets = td_targets(
-            tf.reshape(rewards, [-1]),
-            self.next_value(tf.reshape(next_states, [-1, n])),
-            tf.reshape(terminated, [-1]),
-            tf.reshape(discounts, [-1]),
-        )
-        q = self.q_network(tf.reshape(states, [-1, n]), training=False)
-        taken_q = tf.gather(q, tf.reshape(actions, [-1]), axis=1, batch_dims=1)
-        return loss, flat, targets - taken_q
+        batch = (states, actions, rewards, next_states, terminated, discounts)
+        s, a, r, s2, done, discount = (tf.reshape(x, [-1, *x.shape[2:]]) for x in batch)
+        taken_q = tf.gather(self.q_network(s, training=False), a, axis=1, batch_dims=1)
+        return loss, flat, td_targets(r, self.next_value(s2), done, discount) - taken_q
 
     def _gradient_step(
         self, states, actions, rewards, next_states, terminated, discounts, importance=None
@@ -597,24 +567,6 @@ class DQNAgent:
         self.target_network.set_weights(self.q_network.get_weights())
 
 
-class Callbacks:
-    """What train() tells the run harness, and asks it, in the spirit of Stable-Baselines3's
-    callbacks. This base runs to --max-steps and stops only on a loss that is not a number;
-    RunMonitor, behind the seam, logs, evaluates, keeps snapshots and decides when to stop."""
-
-    def on_replay(self, step: int, loss: float) -> bool:
-        """After a replay; False stops training (it diverged)."""
-        return math.isfinite(loss)
-
-    def on_evaluation(self, step: int, weights: list[np.ndarray]) -> bool:
-        """Every --eval-every steps once replay has begun; True if it solved the env."""
-        return False
-
-    def on_step(self, step: int, reward: float, episode_over: bool, epsilon: float) -> bool:
-        """At the end of every env step; True stops training."""
-        return False
-
-
 def train(agent: DQNAgent, cfg: Config, callbacks: Callbacks) -> int:
     """The seed's loop: act, step, remember, replay, copy the target, evaluate. Returns the
     last env step; `callbacks` (the harness) keeps the history and says when to stop."""
@@ -643,6 +595,24 @@ def train(agent: DQNAgent, cfg: Config, callbacks: Callbacks) -> int:
         if callbacks.on_step(step, reward, terminated or truncated, agent.epsilon):
             break
     return step
+
+
+class Callbacks:
+    """What train() tells the run harness, and asks it, in the spirit of Stable-Baselines3's
+    callbacks. This base runs to --max-steps and stops only on a loss that is not a number;
+    RunMonitor, behind the seam, logs, evaluates, keeps snapshots and decides when to stop."""
+
+    def on_replay(self, step: int, loss: float) -> bool:
+        """After a replay; False stops training (it diverged)."""
+        return math.isfinite(loss)
+
+    def on_evaluation(self, step: int, weights: list[np.ndarray]) -> bool:
+        """Every --eval-every steps once replay has begun; True if it solved the env."""
+        return False
+
+    def on_step(self, step: int, reward: float, episode_over: bool, epsilon: float) -> bool:
+        """At the end of every env step; True stops training."""
+        return False
 
 
 # =============================================================================================
