@@ -401,8 +401,8 @@ class DQNAgent:
         self.recent: collections.deque = collections.deque()  # the last n steps, for n-step
         self.epsilon = cfg.epsilon_start
 
-        # NumPy copies of the Q-network's weights for acting (a dueling head folded into one
-        # plain output layer); refreshed after every replay.
+        # NumPy copies of the Q-network's weights for acting (a dueling head or the quantiles'
+        # mean folded into one plain output layer); refreshed after every replay.
         self._shapes = [w.shape for w in self.q_network.get_weights()]
         self.weights = self.acting_weights(self.q_network.get_weights())
         # XLA fuses the whole loop of gradient steps into one program: faster per gradient step,
@@ -1227,11 +1227,11 @@ def validate(cfg: Config) -> None:
         (0 < cfg.gamma <= 1, "--gamma must be in (0, 1]"),
         (0 < cfg.polish_lr_factor <= 1, "--polish-lr-factor must be in (0, 1]"),
         (0 <= cfg.priority_alpha <= 1, "--priority-alpha must be in [0, 1]"),
+        (0 <= cfg.priority_beta <= 1, "--priority-beta must be in [0, 1]"),
         (
             not cfg.quantiles or not (cfg.dueling or cfg.prioritized),
             "--quantiles works alone: not with --dueling or --prioritized",
         ),
-        (0 <= cfg.priority_beta <= 1, "--priority-beta must be in [0, 1]"),
         (cfg.batch_size <= cfg.memory_size, "--batch-size must be in [1, --memory-size]"),
         (
             cfg.batch_size <= cfg.min_observations <= cfg.memory_size,
