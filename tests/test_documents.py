@@ -322,7 +322,14 @@ def algorithm_flags_quotes() -> list[str]:
         seed: json.loads(runs[seed]["certifications"]) for seed in ("9016", "9088", "9099")
     }
     c16, c88, c99 = certified["9016"], certified["9088"], certified["9099"]
+    first = STUDY / "algo-screen-acrobot-first.md"
+    saved = {v: table_row(first, v)["saved models: median, lowest"].split(", ")
+             for v in ("acrobot", "dueling", "prioritized")}  # fmt: skip
+    quantiles = table_row(STUDY / "algo-screen-acrobot-quantiles-first.md", "quantiles25")
+    q_median, q_lowest = quantiles["saved models: median, lowest"].split(", ")
     return [
+        f"({saved['dueling'][0]} and {saved['prioritized'][0]} against {saved['acrobot'][0]})",
+        f"three agents are {q_median} at the median and {q_lowest} at the lowest",
         f"({seed0[3]} and {seed1[3]} episodes of 100 end within 60-69 steps",
         f"(median returns {seed0[1]} and {seed1[1]})",
         f"cost its mean about {cost:.1f} points",
