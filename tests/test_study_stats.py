@@ -270,3 +270,18 @@ def test_the_study_scores_stable_baselines3s_weights_file_as_it_scores_ours(tmp_
     np.testing.assert_array_equal(
         json.loads(scored.stdout), study.own_evaluation(weights, "Acrobot-v1")
     )
+
+
+def test_action_gaps_reports_each_states_gap_and_the_start_value_against_its_return():
+    import action_gaps
+
+    # A one-layer network whose Q-values are (2, 1.5) whatever the state: CartPole's greedy
+    # policy pushes left always, the gap is (2 - 1.5) / 2 at every state, Q(s0, a*) is 2.
+    weights = [np.zeros((4, 2), np.float32), np.array([2.0, 1.5], np.float32)]
+    found = action_gaps.play(weights, "CartPole-v1", 3, seed=5, gamma=0.5)
+    assert found["returns"].tolist() == found["lengths"].tolist()  # CartPole pays 1 a step
+    assert len(found["gaps"]) == found["lengths"].sum()
+    np.testing.assert_allclose(found["gaps"], 0.25)
+    np.testing.assert_allclose(found["start_values"], 2.0)
+    expected = [sum(0.5**k for k in range(n)) for n in found["lengths"]]
+    np.testing.assert_allclose(found["start_returns"], expected)
