@@ -97,6 +97,20 @@ def table_row(path: Path, variant: str) -> dict:
     raise LookupError(f"no row {variant!r} in {path}")
 
 
+def table_rows(path: Path) -> list[dict]:
+    """Every row of a study table, keyed by its column headers."""
+    lines = [line for line in path.read_text().splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    return [
+        dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")), strict=True))
+        for line in lines[2:]
+    ]
+
+
+SAVED, STEPS = "saved agents: median, lowest", "steps trained: median"
+NUMBERS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+
+
 def first(cell: str) -> str:
     """'7,750 (3,625-13,000)' -> '7,750'."""
     return cell.split(" (")[0]
@@ -274,20 +288,42 @@ def like_for_like_quotes() -> list[str]:
     import csv
 
     document = STUDY / "like-for-like.md"
-    quotes = [line for line in (STUDY / "like-for-like-cartpole.md").read_text().splitlines()
-              if line.startswith("| ")]  # fmt: skip
+    quotes = [
+        line
+        for env in ("cartpole", "acrobot", "mountaincar")
+        for line in (STUDY / f"like-for-like-{env}.md").read_text().splitlines()
+        if line.startswith("| ")
+    ]
     runs = list(csv.DictReader((STUDY / "like-for-like.csv").read_text().splitlines()))
     ours = [r for r in runs if r["variant"] == "ours-cartpole"]
     sb3 = [r for r in runs if r["variant"] == "sb3-dqn-cartpole"]
     lowest = min(ours, key=lambda r: float(r["own_eval_mean"]))
     sb3_low = sorted(float(r["own_eval_mean"]) for r in sb3 if float(r["own_eval_mean"]) < 495)
-    seconds = [float(r["process_seconds"]) for r in sb3]
     quotes += [
         f"Our lowest, {float(lowest['own_eval_mean']):.1f}, is seed {lowest['seed']}'s, which "
         f"stopped at its solve ({int(lowest['steps_to_solve']):,} steps)",
         f"failed one of the study's 100 episodes at {float(lowest['own_eval_min']):.0f} steps",
         f"scored {' and '.join(f'{v:.1f}' for v in sb3_low)} on two of ten seeds",
-        f"{min(seconds):.0f}-{max(seconds):.0f} s on CartPole's 50,000 steps",
+    ]
+    by = {(r["variant"], int(r["seed"])): r for r in runs}
+    qr = [r for r in runs if r["variant"] == "sb3-qrdqn-acrobot"]
+    minutes = [float(r["process_seconds"]) / 60 for r in qr]
+    acrobot = {r["variant"]: r for r in table_rows(STUDY / "like-for-like-acrobot.md")}
+    mc = {r["variant"]: r for r in table_rows(STUDY / "like-for-like-mountaincar.md")}
+    ours_mc = [float(r["own_eval_mean"]) for r in runs if r["variant"] == "ours-mountaincar"]
+    median, low = (cell for cell in acrobot["sb3-dqn-acrobot"][SAVED].split(", "))
+    quotes += [
+        f"QR-DQN ran on {NUMBERS[len(qr)]} seeds only, {min(int(r['seed']) for r in qr)}-"
+        f"{max(int(r['seed']) for r in qr)}: at {min(minutes):.0f}-{max(minutes):.0f} minutes",
+        f"a median of {median} against our {acrobot['ours-acrobot'][SAVED].split(', ')[0]}, "
+        f"after {acrobot['sb3-dqn-acrobot'][STEPS]} steps against our median of "
+        f"{acrobot['ours-acrobot'][STEPS]}, and its lowest agent, {low}, is above our median",
+        f"Our seed 20008's agent failed to swing up at all in one of the study's 100 episodes "
+        f"({float(by['ours-acrobot', 20008]['own_eval_min']):.0f})",
+        f"every one of our ten saved agents scored {min(ours_mc):.1f} or better",
+        f"final agents had a median of {mc['sb3-dqn-mountaincar'][SAVED].split(', ')[0]} and one, "
+        f"seed 20008's, never reached the flag in 100 episodes "
+        f"({float(by['sb3-dqn-mountaincar', 20008]['own_eval_mean']):.1f})",
     ]
     assert document.exists()
     return quotes
