@@ -172,6 +172,7 @@ def readme_quotes() -> list[str]:
         f"a whole run took {cartpole['ratio']} of its time (medians {cartpole['ours']} s and "
         f"{cartpole['sb3']} s on seeds 11000-11009"
     )
+    quotes += readme_like_for_like()
     for env, table, variant in [
         ("Acrobot-v1 (8400-8429)", "heldout-acrobot-n1.md", "acrobot"),
         ("MountainCar-v0 (8100-8129)", "heldout-mountaincar.md", "mountaincar"),
@@ -182,6 +183,55 @@ def readme_quotes() -> list[str]:
             f"| {env} | {row['solved']} | {first(row['median steps (IQR)'])}, {row['worst']} | "
             f"{row['saved models: median, lowest']} |"
         )
+    return quotes
+
+
+LIKE_FOR_LIKE = {  # env: (slug, best possible score: an estimate, see like-for-like.md)
+    "CartPole-v1": ("cartpole", "500"),
+    "Acrobot-v1": ("acrobot", "about -61"),
+    "MountainCar-v0": ("mountaincar", "about -97.5"),
+    "LunarLander-v3": ("lunarlander", ""),
+}
+
+
+def runs() -> list[dict]:
+    """The like-for-like study's finished runs."""
+    import csv
+
+    return list(csv.DictReader((STUDY / "like-for-like.csv").read_text().splitlines()))
+
+
+def readme_like_for_like() -> list[str]:
+    """The README's like-for-like rows and sentence, from the study's tables."""
+    quotes, rows = [], {}
+    for env, (slug, best) in LIKE_FOR_LIKE.items():
+        table = {r["variant"]: r for r in table_rows(STUDY / f"like-for-like-{slug}.md")}
+        ours, sb3 = rows[slug] = table[f"ours-{slug}"], table[f"sb3-dqn-{slug}"]
+        quotes.append(
+            f"| {env} | {ours[SAVED]} | {sb3[SAVED]} | {ours[STEPS]}, {sb3[STEPS]} | {best} |"
+        )
+    ours, sb3 = rows["acrobot"]
+
+    def number(cell: str) -> float:
+        return float(cell.split(", ")[0].replace(",", ""))
+
+    times = number(sb3[STEPS]) / number(ours[STEPS])
+    points = number(sb3[SAVED]) - number(ours[SAVED])
+    quotes.append(
+        f"on Acrobot theirs, after nearly {NUMBERS[round(times)]} times the steps, are "
+        f"{NUMBERS[round(points)]} points ahead"
+    )
+    scores = {
+        variant: [float(r["own_eval_mean"]) for r in runs() if r["variant"] == variant]
+        for variant in ("ours-lunarlander", "sb3-dqn-lunarlander")
+    }
+    ours_ll, sb3_ll = (sum(score >= 200 for score in s) for s in scores.values())
+    quotes.append(
+        f"On LunarLander all {NUMBERS[ours_ll]} of ours scored 200 or more, "
+        f"{NUMBERS[sb3_ll]} of theirs did."
+    )
+    mountaincar = rows["mountaincar"][0]
+    assert abs(number(mountaincar[SAVED]) - -97.5) <= 0.5  # "within half a point ... at the median"
     return quotes
 
 
@@ -290,7 +340,7 @@ def like_for_like_quotes() -> list[str]:
     document = STUDY / "like-for-like.md"
     quotes = [
         line
-        for env in ("cartpole", "acrobot", "mountaincar")
+        for env in ("cartpole", "acrobot", "mountaincar", "lunarlander")
         for line in (STUDY / f"like-for-like-{env}.md").read_text().splitlines()
         if line.startswith("| ")
     ]
@@ -298,6 +348,15 @@ def like_for_like_quotes() -> list[str]:
     ours = [r for r in runs if r["variant"] == "ours-cartpole"]
     sb3 = [r for r in runs if r["variant"] == "sb3-dqn-cartpole"]
     lowest = min(ours, key=lambda r: float(r["own_eval_mean"]))
+    ll = {
+        variant: sum(float(r["own_eval_mean"]) >= 200 for r in runs if r["variant"] == variant)
+        for variant in ("ours-lunarlander", "sb3-dqn-lunarlander")
+    }
+    quotes.append(
+        f"all {NUMBERS[ll['ours-lunarlander']]} of our saved agents scored 200 or more on the "
+        f"study's episodes, {NUMBERS[ll['sb3-dqn-lunarlander']]} of Stable-Baselines3's ten last "
+        "agents did"
+    )
     sb3_low = sorted(float(r["own_eval_mean"]) for r in sb3 if float(r["own_eval_mean"]) < 495)
     quotes += [
         f"Our lowest, {float(lowest['own_eval_mean']):.1f}, is seed {lowest['seed']}'s, which "
