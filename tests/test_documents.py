@@ -86,17 +86,6 @@ def flat(text: str) -> str:
     return " ".join(text.split())
 
 
-def table_row(path: Path, variant: str) -> dict:
-    """The row of `variant` in a study table, keyed by its column headers."""
-    lines = [line for line in path.read_text().splitlines() if line.startswith("| ")]
-    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
-    for line in lines[2:]:
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
-        if cells[0] == variant:
-            return dict(zip(header, cells, strict=True))
-    raise LookupError(f"no row {variant!r} in {path}")
-
-
 def table_rows(path: Path) -> list[dict]:
     """Every row of a study table, keyed by its column headers."""
     lines = [line for line in path.read_text().splitlines() if line.startswith("| ")]
@@ -105,6 +94,14 @@ def table_rows(path: Path) -> list[dict]:
         dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")), strict=True))
         for line in lines[2:]
     ]
+
+
+def table_row(path: Path, variant: str) -> dict:
+    """The row of `variant` in a study table, keyed by its column headers."""
+    for row in table_rows(path):
+        if next(iter(row.values())) == variant:
+            return row
+    raise LookupError(f"no row {variant!r} in {path}")
 
 
 SAVED, STEPS = "saved agents: median, lowest", "steps trained: median"
@@ -335,8 +332,6 @@ def envs_quotes() -> list[str]:
 
 
 def like_for_like_quotes() -> list[str]:
-    import csv
-
     document = STUDY / "like-for-like.md"
     quotes = [
         line
@@ -344,12 +339,12 @@ def like_for_like_quotes() -> list[str]:
         for line in (STUDY / f"like-for-like-{env}.md").read_text().splitlines()
         if line.startswith("| ")
     ]
-    runs = list(csv.DictReader((STUDY / "like-for-like.csv").read_text().splitlines()))
-    ours = [r for r in runs if r["variant"] == "ours-cartpole"]
-    sb3 = [r for r in runs if r["variant"] == "sb3-dqn-cartpole"]
+    finished = runs()
+    ours = [r for r in finished if r["variant"] == "ours-cartpole"]
+    sb3 = [r for r in finished if r["variant"] == "sb3-dqn-cartpole"]
     lowest = min(ours, key=lambda r: float(r["own_eval_mean"]))
     ll = {
-        variant: sum(float(r["own_eval_mean"]) >= 200 for r in runs if r["variant"] == variant)
+        variant: sum(float(r["own_eval_mean"]) >= 200 for r in finished if r["variant"] == variant)
         for variant in ("ours-lunarlander", "sb3-dqn-lunarlander")
     }
     quotes.append(
@@ -364,12 +359,12 @@ def like_for_like_quotes() -> list[str]:
         f"failed one of the study's 100 episodes at {float(lowest['own_eval_min']):.0f} steps",
         f"scored {' and '.join(f'{v:.1f}' for v in sb3_low)} on two of ten seeds",
     ]
-    by = {(r["variant"], int(r["seed"])): r for r in runs}
-    qr = [r for r in runs if r["variant"] == "sb3-qrdqn-acrobot"]
+    by = {(r["variant"], int(r["seed"])): r for r in finished}
+    qr = [r for r in finished if r["variant"] == "sb3-qrdqn-acrobot"]
     minutes = [float(r["process_seconds"]) / 60 for r in qr]
     acrobot = {r["variant"]: r for r in table_rows(STUDY / "like-for-like-acrobot.md")}
     mc = {r["variant"]: r for r in table_rows(STUDY / "like-for-like-mountaincar.md")}
-    ours_mc = [float(r["own_eval_mean"]) for r in runs if r["variant"] == "ours-mountaincar"]
+    ours_mc = [float(r["own_eval_mean"]) for r in finished if r["variant"] == "ours-mountaincar"]
     median, low = (cell for cell in acrobot["sb3-dqn-acrobot"][SAVED].split(", "))
     quotes += [
         f"QR-DQN ran on {NUMBERS[len(qr)]} seeds only, {min(int(r['seed']) for r in qr)}-"
