@@ -198,6 +198,14 @@ def runs() -> list[dict]:
     return list(csv.DictReader((STUDY / "like-for-like.csv").read_text().splitlines()))
 
 
+def lunarlander_at_200(finished: list[dict]) -> tuple[int, int]:
+    """How many of ours and of SB3-zoo's LunarLander agents scored 200 or more."""
+    return tuple(
+        sum(float(r["own_eval_mean"]) >= 200 for r in finished if r["variant"] == variant)
+        for variant in ("ours-lunarlander", "sb3-dqn-lunarlander")
+    )
+
+
 def readme_like_for_like() -> list[str]:
     """The README's like-for-like rows and sentence, from the study's tables."""
     quotes, rows = [], {}
@@ -218,11 +226,7 @@ def readme_like_for_like() -> list[str]:
         f"on Acrobot theirs, after nearly {NUMBERS[round(times)]} times the steps, are "
         f"{NUMBERS[round(points)]} points ahead"
     )
-    scores = {
-        variant: [float(r["own_eval_mean"]) for r in runs() if r["variant"] == variant]
-        for variant in ("ours-lunarlander", "sb3-dqn-lunarlander")
-    }
-    ours_ll, sb3_ll = (sum(score >= 200 for score in s) for s in scores.values())
+    ours_ll, sb3_ll = lunarlander_at_200(runs())
     quotes.append(
         f"On LunarLander all {NUMBERS[ours_ll]} of ours scored 200 or more, "
         f"{NUMBERS[sb3_ll]} of theirs did."
@@ -343,14 +347,10 @@ def like_for_like_quotes() -> list[str]:
     ours = [r for r in finished if r["variant"] == "ours-cartpole"]
     sb3 = [r for r in finished if r["variant"] == "sb3-dqn-cartpole"]
     lowest = min(ours, key=lambda r: float(r["own_eval_mean"]))
-    ll = {
-        variant: sum(float(r["own_eval_mean"]) >= 200 for r in finished if r["variant"] == variant)
-        for variant in ("ours-lunarlander", "sb3-dqn-lunarlander")
-    }
+    ours_ll, sb3_ll = lunarlander_at_200(finished)
     quotes.append(
-        f"all {NUMBERS[ll['ours-lunarlander']]} of our saved agents scored 200 or more on the "
-        f"study's episodes, {NUMBERS[ll['sb3-dqn-lunarlander']]} of Stable-Baselines3's ten last "
-        "agents did"
+        f"all {NUMBERS[ours_ll]} of our saved agents scored 200 or more on the study's episodes, "
+        f"{NUMBERS[sb3_ll]} of Stable-Baselines3's ten last agents did"
     )
     sb3_low = sorted(float(r["own_eval_mean"]) for r in sb3 if float(r["own_eval_mean"]) < 495)
     quotes += [
@@ -365,7 +365,7 @@ def like_for_like_quotes() -> list[str]:
     acrobot = {r["variant"]: r for r in table_rows(STUDY / "like-for-like-acrobot.md")}
     mc = {r["variant"]: r for r in table_rows(STUDY / "like-for-like-mountaincar.md")}
     ours_mc = [float(r["own_eval_mean"]) for r in finished if r["variant"] == "ours-mountaincar"]
-    median, low = (cell for cell in acrobot["sb3-dqn-acrobot"][SAVED].split(", "))
+    median, low = acrobot["sb3-dqn-acrobot"][SAVED].split(", ")
     quotes += [
         f"QR-DQN ran on {NUMBERS[len(qr)]} seeds only, {min(int(r['seed']) for r in qr)}-"
         f"{max(int(r['seed']) for r in qr)}: at {min(minutes):.0f}-{max(minutes):.0f} minutes",
