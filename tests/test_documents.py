@@ -417,9 +417,21 @@ def algorithm_flags_quotes() -> list[str]:
              for v in ("acrobot", "dueling", "prioritized")}  # fmt: skip
     quantiles = table_row(STUDY / "algo-screen-acrobot-quantiles-first.md", "quantiles25")
     q_median, q_lowest = quantiles["saved models: median, lowest"].split(", ")
+    screen = STUDY / "algo-screen-acrobot.md"
+    names = ("acrobot", "dueling", "quantiles25", "eps01", "eps01-long")
+    rows = {v: table_row(screen, v) for v in names}
+    full = {v: row["saved models: median, lowest"].split(", ") for v, row in rows.items()}
+    seconds = {v: row["median process s"] for v, row in rows.items()}
+    lowest = sorted(-float(full[v][1]) for v in names[1:])  # the flags' lowest agents
+    assert all(float(full[v][1]) < float(full["acrobot"][1]) for v in names[1:])
     return [
         f"({saved['dueling'][0]} and {saved['prioritized'][0]} against {saved['acrobot'][0]})",
-        f"three agents are {q_median} at the median and {q_lowest} at the lowest",
+        f"three agents were {q_median} at the median and {q_lowest} at the lowest",
+        f"the quantile head {full['quantiles25'][0]} and the dueling head {full['dueling'][0]} "
+        f"against the row's {full['acrobot'][0]}, the exploration floor alone {full['eps01'][0]}, "
+        f"and the floor with three times the polishing {full['eps01-long'][0]}",
+        f"({seconds['eps01-long']} s against {seconds['acrobot']} s a process",
+        f"(-{lowest[0]:.1f} to -{lowest[-1]:.1f} against {full['acrobot'][1]})",
         f"({seed0[3]} and {seed1[3]} episodes of 100 end within 60-69 steps",
         f"(median returns {seed0[1]} and {seed1[1]})",
         f"cost its mean about {cost:.1f} points",
