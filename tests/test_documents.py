@@ -424,6 +424,13 @@ def algorithm_flags_quotes() -> list[str]:
     seconds = {v: row["median process s"] for v, row in rows.items()}
     lowest = sorted(-float(full[v][1]) for v in names[1:])  # the flags' lowest agents
     assert all(float(full[v][1]) < float(full["acrobot"][1]) for v in names[1:])
+    cartpole = STUDY / "algo-screen-cartpole.md"
+    cp = {v: table_row(cartpole, v) for v in ("default", "dueling", "prioritized", "quantiles25")}
+    p90 = sorted(float(cp[v]["90th percentile"].replace(",", "")) for v in list(cp)[1:])
+    slowest = sorted(int(cp[v]["worst"].replace(",", "")) for v in list(cp)[1:])
+    assert cp["prioritized"]["worst"] == f"{slowest[-1]:,}"
+    median = {v: row["median steps (IQR)"].split(" ")[0] for v, row in cp.items()}
+    under = [v for v, row in cp.items() if row["models >= 495"] != "30/30"]
     return [
         f"({saved['dueling'][0]} and {saved['prioritized'][0]} against {saved['acrobot'][0]})",
         f"three agents were {q_median} at the median and {q_lowest} at the lowest",
@@ -432,6 +439,11 @@ def algorithm_flags_quotes() -> list[str]:
         f"and the floor with three times the polishing {full['eps01-long'][0]}",
         f"({seconds['eps01-long']} s against {seconds['acrobot']} s a process",
         f"(-{lowest[0]:.1f} to -{lowest[-1]:.1f} against {full['acrobot'][1]})",
+        f"the defaults' 90th percentile is {cp['default']['90th percentile']} and their slowest "
+        f"{cp['default']['worst']}; the flags' are {p90[0]:,.0f} to {p90[-1]:,.0f} and "
+        f"{slowest[0]:,} to {slowest[-1]:,}, the last prioritized replay's",
+        f"({median['dueling']} and {median['quantiles25']} steps against {median['default']})",
+        f"{under[0]} replay saved the one agent under 495",
         f"({seed0[3]} and {seed1[3]} episodes of 100 end within 60-69 steps",
         f"(median returns {seed0[1]} and {seed1[1]})",
         f"cost its mean about {cost:.1f} points",
