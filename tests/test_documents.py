@@ -419,22 +419,19 @@ def algorithm_flags_quotes() -> list[str]:
     q_median, q_lowest = quantiles["saved models: median, lowest"].split(", ")
     screen = STUDY / "algo-screen-acrobot.md"
     names = ("acrobot", "dueling", "quantiles25", "eps01", "eps01-long")
-    rows = {v: table_row(screen, v) for v in names}
+    rows = {v: table_row(screen, v) for v in (*names, "zoo-like")}
     full = {v: row["saved models: median, lowest"].split(", ") for v, row in rows.items()}
     seconds = {v: row["median process s"] for v, row in rows.items()}
+    steps_of = {v: row["median steps (IQR)"].split(" ")[0] for v, row in rows.items()}
     lowest = sorted(-float(full[v][1]) for v in names[1:])  # the flags' lowest agents
     assert all(float(full[v][1]) < float(full["acrobot"][1]) for v in names[1:])
-    zoo_like = table_row(screen, "zoo-like")
-    zoo = zoo_like["saved models: median, lowest"].split(", ")
-    zoo_steps = zoo_like["median steps (IQR)"].split(" ")[0]
-    acrobot_steps = rows["acrobot"]["median steps (IQR)"].split(" ")[0]
     cartpole = STUDY / "algo-screen-cartpole.md"
     cp = {v: table_row(cartpole, v) for v in ("default", "dueling", "prioritized", "quantiles25")}
     p90 = sorted(float(cp[v]["90th percentile"].replace(",", "")) for v in list(cp)[1:])
     slowest = sorted(int(cp[v]["worst"].replace(",", "")) for v in list(cp)[1:])
     assert cp["prioritized"]["worst"] == f"{slowest[-1]:,}"
     median = {v: row["median steps (IQR)"].split(" ")[0] for v, row in cp.items()}
-    under = [v for v, row in cp.items() if row["models >= 495"] != "30/30"]
+    (under,) = [v for v, row in cp.items() if row["models >= 495"] != "30/30"]
     return [
         f"({saved['dueling'][0]} and {saved['prioritized'][0]} against {saved['acrobot'][0]})",
         f"three agents were {q_median} at the median and {q_lowest} at the lowest",
@@ -447,9 +444,9 @@ def algorithm_flags_quotes() -> list[str]:
         f"{cp['default']['worst']}; the flags' are {p90[0]:,.0f} to {p90[-1]:,.0f} and "
         f"{slowest[0]:,} to {slowest[-1]:,}, the last prioritized replay's",
         f"({median['dueling']} and {median['quantiles25']} steps against {median['default']})",
-        f"its median agent is {zoo[0]}, its lowest {zoo[1]}, and it solves later (median "
-        f"{zoo_steps} steps against {acrobot_steps})",
-        f"{under[0]} replay saved the one agent under 495",
+        f"its median agent is {full['zoo-like'][0]}, its lowest {full['zoo-like'][1]}, and it "
+        f"solves later (median {steps_of['zoo-like']} steps against {steps_of['acrobot']})",
+        f"{under} replay saved the one agent under 495",
         f"({seed0[3]} and {seed1[3]} episodes of 100 end within 60-69 steps",
         f"(median returns {seed0[1]} and {seed1[1]})",
         f"cost its mean about {cost:.1f} points",
