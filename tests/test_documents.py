@@ -236,7 +236,8 @@ def readme_like_for_like() -> list[str]:
         f"| Acrobot-v1, ours with the zoo's settings and budget | {zoo[SAVED]} | {sb3[SAVED]} "
         f"| {zoo[STEPS]}, {sb3[STEPS]} | about -61 |"
     )
-    score = {(r["variant"], r["seed"]): float(r["own_eval_mean"]) for r in runs()}
+    finished = runs()
+    score = {(r["variant"], r["seed"]): float(r["own_eval_mean"]) for r in finished}
     seeds = {seed for variant, seed in score if variant == "ours-acrobot-zoo-budget"}
     assert len(seeds) == 10
     assert all(score["ours-acrobot-zoo-budget", s] > score["sb3-dqn-acrobot", s] for s in seeds)
@@ -244,7 +245,7 @@ def readme_like_for_like() -> list[str]:
     share = float(zoo[process]) / float(sb3[process])
     assert round(share, 1) == 0.5, share
     quotes.append("ours are ahead on every seed, in half their time")
-    ours_ll, sb3_ll = lunarlander_at_200(runs())
+    ours_ll, sb3_ll = lunarlander_at_200(finished)
     quotes.append(
         f"On LunarLander all {NUMBERS[ours_ll]} of ours scored 200 or more, "
         f"{NUMBERS[sb3_ll]} of theirs did."
