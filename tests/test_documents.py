@@ -177,6 +177,12 @@ def readme_quotes() -> list[str]:
         ("Acrobot-v1 (8400-8429)", "heldout-acrobot-n1.md", "acrobot"),
         ("MountainCar-v0 (8100-8129)", "heldout-mountaincar.md", "mountaincar"),
         ("LunarLander-v3 (8200-8229)", "heldout-lunarlander.md", "lunarlander"),
+        (
+            "Acrobot-v1, [the zoo's settings and budget](results/study/algorithm-flags.md) "
+            "(8500-8529)",
+            "heldout-acrobot-zoo-budget.md",
+            "zoo-budget",
+        ),
     ]:
         row = table_row(STUDY / table, variant)
         quotes.append(
@@ -499,7 +505,44 @@ def algorithm_flags_quotes() -> list[str]:
             flags=re.S,
         ).group(1)
     )
+    # The held-out run of the row and zoo-budget on fresh seeds 8500-8529.
+    held = STUDY / "heldout-acrobot-zoo-budget.md"
+    held_rows = {v: table_row(held, v) for v in ("acrobot", "zoo-budget")}
+    held_saved = {
+        v: row["saved models: median, lowest"].split(", ") for v, row in held_rows.items()
+    }
+    held_runs = list(
+        csv.DictReader((STUDY / "heldout-acrobot-zoo-budget.csv").read_text().splitlines())
+    )
+    budget_runs = [r for r in held_runs if r["variant"] == "zoo-budget"]
+    row_runs = [r for r in held_runs if r["variant"] == "acrobot"]
+    assert len(budget_runs) == len(row_runs) == 30
+    within = sum(int(r["steps_to_solve"]) <= 20_000 for r in budget_runs)
+    held_slower = float(held_rows["zoo-budget"]["median process s"]) / float(
+        held_rows["acrobot"]["median process s"]
+    )
+    (worst_row,) = [
+        r for r in row_runs if f"{float(r['own_eval_mean']):.1f}" == held_saved["acrobot"][1]
+    ]
+    assert float(worst_row["own_eval_min"]) == -500  # an episode to the 500-step limit
+    stuck = sorted(r["seed"] for r in row_runs if float(r["own_eval_min"]) <= -500)
+    assert not any(float(r["own_eval_min"]) <= -500 for r in budget_runs)
     return [
+        f"The `zoo-budget` agents' median is {held_saved['zoo-budget'][0]} and their lowest "
+        f"{held_saved['zoo-budget'][1]}",
+        f"the row's are {held_saved['acrobot'][0]} and {held_saved['acrobot'][1]}",
+        f"{within} of its 30 runs solved within 20,000 steps (the goal is all 30; its slowest took "
+        f"{held_rows['zoo-budget']['worst']})",
+        f"a process took {held_rows['zoo-budget']['median process s']} s against the row's "
+        f"{held_rows['acrobot']['median process s']} s, {held_slower:.1f} times as long, so its "
+        f"race would be about {race * held_slower:.1f} (an estimate: {race} times "
+        f"{held_slower:.1f})",
+        f"The row's lowest agent (seed {worst_row['seed']}) was certified at "
+        f"{float(worst_row['saved_certified']):.1f} by its own checks and scored "
+        f"{float(worst_row['own_eval_mean']):.1f}",
+        f"{['One', 'Two', 'Three', 'Four', 'Five'][len(stuck) - 1]} of the row's 30 agents had an "
+        f"episode at -500 in this evaluation (seeds {', '.join(stuck[:-1])} and {stuck[-1]})",
+        f"their worst single episode: {min(float(r['own_eval_min']) for r in budget_runs):.0f})",
         *(
             line
             for line in screen.read_text().split("\n\nPolishing")[0].splitlines()
