@@ -44,6 +44,7 @@ CORE = {
     "PrioritizedReplayMemory",
     "build_q_network",
     "fold_dueling",
+    "fold_quantiles",
     "row_width",
     "DQNAgent",
     "Callbacks",
@@ -212,6 +213,30 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "Equivalent but for a draw exactly equal to epsilon: random() returns one of 2**53 "
         "values, so the two differ with probability 2**-53 per step."
     ),
+    (
+        "PrioritizedReplayMemory.__init__",
+        "self.slots = self.importance = None  # the last draw's slots and importance weights",
+        "the statement deleted",
+    ): (
+        "Equivalent: both are set by draw() before anything reads them (the replay reads the "
+        "importance weights, and update_priorities the slots, after the replay's draw)."
+    ),
+    ("PrioritizedReplayMemory.store", "return slot", "the statement deleted"): (
+        "Equivalent: the agent ignores what the memory's store() returns (DQNAgent.remember); "
+        "only PrioritizedReplayMemory.store reads the return of ReplayMemory.store."
+    ),
+    **{
+        (
+            "PrioritizedReplayMemory.draw",
+            "chance = self.priorities[self.slots] / cumulative[-1]",
+            change,
+        ): (
+            "Equivalent: the chance enters only the importance weights, (N P(i))**-beta over "
+            "their largest, and a constant factor in P(i) cancels in that ratio (the priorities "
+            "are all above 0, so no division by zero)."
+        )
+        for change in ("`/` -> `*`", "the `not`/`-` dropped", "`1` -> `0`")
+    },
 }
 
 REPORT_HEADER = (

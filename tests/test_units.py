@@ -1414,6 +1414,15 @@ def test_prioritized_priorities_come_from_td_errors_and_new_transitions_start_at
     assert memory.priorities[3] == pytest.approx(3.0)
 
 
+def test_a_draw_at_the_very_top_of_the_priorities_stays_among_the_stored_transitions():
+    # A uniform draw times the priorities' sum lands in [0, sum); rounding can bring it to the
+    # sum itself, which searchsorted puts one past the last stored slot. The draw clips it.
+    memory = prioritized(capacity=8)
+    fill(memory, 4)
+    memory.batch_rng = type("Top", (), {"random": staticmethod(lambda n: np.ones(n))})()
+    np.testing.assert_array_equal(memory.draw(3), [3, 3, 3])
+
+
 def test_importance_weights_undo_the_priorities_fully_once_beta_has_risen_to_one():
     memory = prioritized(beta=0.5, beta_steps=8)
     fill(memory, 4)
