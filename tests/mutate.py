@@ -225,6 +225,48 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "Equivalent: the agent ignores what the memory's store() returns (DQNAgent.remember); "
         "only PrioritizedReplayMemory.store reads the return of ReplayMemory.store."
     ),
+    (
+        "fold_quantiles",
+        "return [*trunk, kernel.mean(-1), bias.mean(-1)]",
+        "the `not`/`-` dropped",
+    ): (
+        "Equivalent where it survives, in the bias: a (actions, N) array, whose axis 1 is its "
+        "last, so bias.mean(1) is bias.mean(-1). The same change to the kernel's axis, "
+        "(hidden, actions, N), is killed."
+    ),
+    (
+        "DQNAgent._quantile_step",
+        "huber = tf.where(tf.abs(errors) <= 1.0, 0.5 * errors**2, tf.abs(errors) - 0.5)",
+        "`<=` -> `<`",
+    ): (
+        "Equivalent: at |error| = 1 both sides of the Huber loss are 0.5, with the same "
+        "slope, so which side takes the boundary changes neither the loss nor its gradient."
+    ),
+    (
+        "DQNAgent._quantile_step",
+        "weight = tf.abs(levels[None, :, None] - tf.cast(errors < 0, tf.float32))",
+        "`<` -> `<=`",
+    ): (
+        "Equivalent: the two differ only at an error of exactly 0, where the Huber loss that "
+        "the weight multiplies is 0 (and so is its gradient)."
+    ),
+    (
+        "DQNAgent._quantile_step",
+        "quantiles = tf.reshape(self.q_network(states, training=True), [-1, self.n_actions, n])",
+        "`True` -> `False`",
+    ): (
+        "Equivalent, as in _gradient_step: the Q-network is Dense layers alone, which behave the "
+        "same in training and inference."
+    ),
+    (
+        "DQNAgent._quantile_step",
+        "self.optimizer.apply_gradients(zip(grads, self.q_network.trainable_variables, "
+        "strict=True))",
+        "`True` -> `False`",
+    ): (
+        "Equivalent: the gradients are taken of exactly these variables, so the two lists have "
+        "the same length and zip never meets an uneven pair."
+    ),
     **{
         (
             "PrioritizedReplayMemory.draw",

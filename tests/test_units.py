@@ -1532,14 +1532,18 @@ def test_the_quantile_loss_is_the_quantile_huber_loss_toward_the_target_distribu
     agent = dqn.DQNAgent(dqn.Config(quantiles=2, double_dqn=False, hidden="8"))
     constant_quantiles(agent.q_network, [[1.0, 3.0], [0.0, 4.0]])
     constant_quantiles(agent.target_network, [[2.0, 2.0], [10.0, 12.0]])  # a' = 1: Z = 10, 12
-    states = np.zeros((2, 4), np.float32)
-    actions, rewards = np.array([1, 0], np.int32), np.array([1.0, 2.0], np.float32)
-    terminated, discounts = np.array([0.0, 1.0], np.float32), np.array([0.5, 0.5], np.float32)
+    states = np.zeros((3, 4), np.float32)
+    actions, rewards = np.array([1, 0, 0], np.int32), np.array([1.0, 2.0, 1.5], np.float32)
+    terminated = np.array([0.0, 1.0, 1.0], np.float32)
+    discounts = np.array([0.5, 0.5, 0.5], np.float32)
     loss = agent._quantile_step(states, actions, rewards, states, terminated, discounts)
     # By hand: targets 1 + 0.5 * (10, 12) = (6, 7) for quantiles (0, 4) of action 1, and the
-    # reward alone, (2, 2), for quantiles (1, 3) of action 0; levels 1/4 and 3/4.
+    # reward alone, (2, 2) and (1.5, 1.5), for quantiles (1, 3) of action 0; levels 1/4 and 3/4.
+    # Errors of 0.5 meet the Huber loss's square part, and three transitions against two
+    # quantiles tell the sum over quantiles from the mean over the batch.
     expected = []
-    for targets, quantiles in (([6.0, 7.0], [0.0, 4.0]), ([2.0, 2.0], [1.0, 3.0])):
+    cases = (([6.0, 7.0], [0.0, 4.0]), ([2.0, 2.0], [1.0, 3.0]), ([1.5, 1.5], [1.0, 3.0]))
+    for targets, quantiles in cases:
         total = 0.0
         for level, quantile in zip((0.25, 0.75), quantiles, strict=True):
             for target in targets:
