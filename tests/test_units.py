@@ -1412,6 +1412,7 @@ def test_prioritized_priorities_come_from_td_errors_and_new_transitions_start_at
     assert memory.max_priority == pytest.approx(3.0)
     fill(memory, 1, start=3)
     assert memory.priorities[3] == pytest.approx(3.0)
+    np.testing.assert_allclose(memory.priorities[:3], [3.0, 1e-3, 1.0], rtol=1e-6)  # untouched
 
 
 def test_a_draw_at_the_very_top_of_the_priorities_stays_among_the_stored_transitions():
