@@ -226,6 +226,14 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "only PrioritizedReplayMemory.store reads the return of ReplayMemory.store."
     ),
     (
+        "DQNAgent._gradient_steps",
+        "taken_q = tf.gather(self.q_network(s, training=False), a, axis=1, batch_dims=1)",
+        "`False` -> `True`",
+    ): (
+        "Equivalent, as in _gradient_step: the Q-network is Dense layers alone, which behave the "
+        "same in training and inference."
+    ),
+    (
         "fold_quantiles",
         "return [*trunk, kernel.mean(-1), bias.mean(-1)]",
         "the `not`/`-` dropped",
