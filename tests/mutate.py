@@ -106,6 +106,9 @@ PLANTED = [
 
 # Mutants that survive because they cannot change what the program does, keyed by
 # (function, the source line as written, the change): the reason.
+# The reason shared by every `training=` flip: the Q-network is Dense layers alone.
+DENSE_ONLY = "Equivalent: the Q-network is Dense layers alone, the same in training and inference."
+
 EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("q_values", "last = len(weights) - 2", "`2` -> `3`"): (
         "Equivalent: the loop's i and len(weights) are both even (a kernel and a bias a layer), "
@@ -119,12 +122,12 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "DQNAgent.next_value",
         "next_q = self.target_network(next_states, training=False)",
         "`False` -> `True`",
-    ): ("Equivalent, as above: Dense layers behave the same in training and inference."),
+    ): DENSE_ONLY,
     (
         "DQNAgent.next_value",
         "online_q = self.q_network(next_states, training=False)",
         "`False` -> `True`",
-    ): ("Equivalent, as above: Dense layers behave the same in training and inference."),
+    ): DENSE_ONLY,
     ("DQNAgent._gradient_steps", "loss = tf.constant(0.0)", "the statement deleted"): (
         "Equivalent: validate() makes --gradient-steps at least 1, so the loop always sets "
         "`loss` before it is returned; the first value is never read."
@@ -229,10 +232,7 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "DQNAgent._gradient_steps",
         "taken_q = tf.gather(self.q_network(s, training=False), a, axis=1, batch_dims=1)",
         "`False` -> `True`",
-    ): (
-        "Equivalent, as in _gradient_step: the Q-network is Dense layers alone, which behave the "
-        "same in training and inference."
-    ),
+    ): DENSE_ONLY,
     (
         "fold_quantiles",
         "return [*trunk, kernel.mean(-1), bias.mean(-1)]",
@@ -262,10 +262,7 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "DQNAgent._quantile_step",
         "quantiles = tf.reshape(self.q_network(states, training=True), [-1, self.n_actions, n])",
         "`True` -> `False`",
-    ): (
-        "Equivalent, as in _gradient_step: the Q-network is Dense layers alone, which behave the "
-        "same in training and inference."
-    ),
+    ): DENSE_ONLY,
     (
         "DQNAgent._quantile_step",
         "self.optimizer.apply_gradients(zip(grads, self.q_network.trainable_variables, "

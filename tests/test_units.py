@@ -4,6 +4,7 @@ import dataclasses
 import json
 import math
 import time
+import types
 
 import gymnasium as gym
 import numpy as np
@@ -1420,7 +1421,7 @@ def test_a_draw_at_the_very_top_of_the_priorities_stays_among_the_stored_transit
     # sum itself, which searchsorted puts one past the last stored slot. The draw clips it.
     memory = prioritized(capacity=8)
     fill(memory, 4)
-    memory.batch_rng = type("Top", (), {"random": staticmethod(lambda n: np.ones(n))})()
+    memory.batch_rng = types.SimpleNamespace(random=np.ones)  # every draw at the top
     np.testing.assert_array_equal(memory.draw(3), [3, 3, 3])
 
 
