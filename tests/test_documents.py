@@ -477,6 +477,33 @@ def algorithm_flags_quotes() -> list[str]:
     assert cp["prioritized"]["worst"] == f"{slowest[-1]:,}"
     median = {v: row["median steps (IQR)"].split(" ")[0] for v, row in cp.items()}
     (under,) = [v for v, row in cp.items() if row["models >= 495"] != "30/30"]
+    # A longer horizon on CartPole: the first 30 tuning seeds, then all 100.
+    g30 = {v: table_row(STUDY / "algo-screen-cartpole-gamma-first.md", v)
+           for v in ("default", "gamma999")}  # fmt: skip
+    g100 = {v: table_row(STUDY / "algo-screen-cartpole-gamma.md", v)
+            for v in ("default", "gamma999")}  # fmt: skip
+    cartpole_runs = [
+        r
+        for r in csv.DictReader((STUDY / "algo-screen-cartpole.csv").read_text().splitlines())
+        if r["variant"] in g100 and 10_000 <= int(r["seed"]) <= 10_099
+    ]
+    assert len(cartpole_runs) == 200 and g30["gamma999"]["models at 500"] == "30/30"
+    solve = {(r["variant"], r["seed"]): int(r["steps_to_solve"]) for r in cartpole_runs}
+
+    def processes(variant: str) -> tuple[float, float, dict]:
+        runs = [r for r in cartpole_runs if r["variant"] == variant]
+        seconds = [float(r["process_seconds"]) for r in runs]
+        slowest = max(runs, key=lambda r: float(r["process_seconds"]))
+        return float(np.median(seconds)), max(seconds), slowest
+
+    def slowest_seeds(variant: str, n: int) -> list[str]:
+        seeds = sorted({s for _, s in solve}, key=lambda s: -solve[(variant, s)])
+        return seeds[:n]
+
+    g_median, g_max, g_slowest = processes("gamma999")
+    d_median, d_max, _ = processes("default")
+    (shared,) = set(slowest_seeds("default", 10)) & set(slowest_seeds("gamma999", 10))
+    s_g, s_d = slowest_seeds("gamma999", 1)[0], slowest_seeds("default", 1)[0]
     # The zoo's whole budget: its polishing replayed at shorter budgets, from the stored runs.
     screen_runs = list(csv.DictReader((STUDY / "algo-screen-acrobot.csv").read_text().splitlines()))
 
@@ -574,6 +601,28 @@ def algorithm_flags_quotes() -> list[str]:
         f"its median agent is {full['zoo-like'][0]}, its lowest {full['zoo-like'][1]}, and it "
         f"solves later (median {steps_of['zoo-like']} steps against {steps_of['acrobot']})",
         f"{under} replay saved the one agent under 495",
+        *(
+            line
+            for name in ("algo-screen-cartpole-gamma-first.md", "algo-screen-cartpole-gamma.md")
+            for line in (STUDY / name).read_text().splitlines()
+            if line.startswith("| ")
+        ),  # the page's copies of the two tables
+        f"a 90th percentile of {g30['gamma999']['90th percentile']} steps against "
+        f"{g30['default']['90th percentile']}, the slowest run {g30['gamma999']['worst']} against "
+        f"{g30['default']['worst']}, every saved agent perfect",
+        f"Over all 100 its 90th percentile is {g100['gamma999']['90th percentile']} against the "
+        f"defaults' {g100['default']['90th percentile']} and its slowest run "
+        f"{g100['gamma999']['worst']} against {g100['default']['worst']}, with the median about "
+        f"the same ({g100['gamma999']['median steps (IQR)'].split(' ')[0]} against "
+        f"{g100['default']['median steps (IQR)'].split(' ')[0]})",
+        f"The slowest process took {g_max / g_median:.2f} times the median one ({g_max:.1f} s "
+        f"against {g_median:.1f} s), where the defaults' took {d_max / d_median:.2f} times "
+        f"({d_max:.1f} s against {d_median:.1f} s); gamma 0.999's was seed {g_slowest['seed']}, "
+        f"which solved at {int(g_slowest['steps_to_solve']):,} steps",
+        f"(seed {s_g}: {solve[('gamma999', s_g)]:,} steps with 0.999, "
+        f"{solve[('default', s_g)]:,} with 0.99; seed {s_d}: {solve[('default', s_d)]:,} with "
+        f"0.99, {solve[('gamma999', s_d)]:,} with 0.999), and of the ten slowest seeds under "
+        f"each, they share only one ({shared})",
         f"({seed0[3]} and {seed1[3]} episodes of 100 end within 60-69 steps",
         f"(median returns {seed0[1]} and {seed1[1]})",
         f"cost its mean about {cost:.1f} points",
