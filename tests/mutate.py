@@ -128,6 +128,19 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "online_q = self.q_network(next_states, training=False)",
         "`False` -> `True`",
     ): DENSE_ONLY,
+    (
+        "DQNAgent.experience_replay",
+        "importance = self.memory.importance.reshape(batches[0].shape[:2])",
+        "`0` -> `1`",
+    ): (
+        "Equivalent: batches[1] holds the actions, shaped (minibatches, batch size) like the "
+        "states' first two dimensions, so the weights are reshaped to the same shape."
+    ),
+    (
+        "DQNAgent.next_value",
+        "chooser = self.q_network(next_states, training=False) if self.cfg.double_dqn else next_q",
+        "`False` -> `True`",
+    ): DENSE_ONLY,
     ("DQNAgent._gradient_steps", "loss = tf.constant(0.0)", "the statement deleted"): (
         "Equivalent: validate() makes --gradient-steps at least 1, so the loop always sets "
         "`loss` before it is returned; the first value is never read."

@@ -1473,6 +1473,24 @@ def test_prioritized_replay_weighs_each_transitions_loss_by_its_importance(tenso
     )
 
 
+def test_prioritized_replay_steps_on_and_reports_the_importance_weighted_mean_loss(
+    tensorflow_ready,
+):
+    # Four draws of one stored row, each weighed by 0.5: the mean of the weighted losses is
+    # half one row's loss, and moves the weights half as far as one row would. A sum over the
+    # minibatch, or a loss divided by its weight, would both be four times that.
+    agent = sgd_agent(batch_size=4, prioritized=True)
+    state, next_state = np.random.default_rng(6).normal(size=(2, 4)).astype(np.float32)
+    q = dqn.q_values(agent.weights, state)
+    agent.memory.store(state, 0, float(q[0]) + 3.0, next_state, 1.0, 0.81)  # 3 too low
+    bias = agent.q_network.get_weights()[-1]
+    loss, *_ = agent._replay(*agent.memory.sample(1, 4), np.full((1, 4), 0.5, np.float32))
+    assert float(loss) == pytest.approx(0.5 * 3.0**2 / agent.n_actions, rel=1e-4)
+    moved = agent.q_network.get_weights()[-1] - bias
+    assert moved[0] == pytest.approx(0.5 * 1e-3 * 2 * 3.0 / 2, rel=1e-3)
+    assert moved[1] == 0.0
+
+
 def test_prioritized_replay_sets_the_drawn_priorities_from_their_td_errors_after_it(
     tensorflow_ready,
 ):
