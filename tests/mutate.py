@@ -141,6 +141,11 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "chooser = self.q_network(next_states, training=False) if self.cfg.double_dqn else next_q",
         "`False` -> `True`",
     ): DENSE_ONLY,
+    (
+        "DQNAgent.next_value",
+        "best = tf.argmax(tf.reduce_mean(tf.reshape(chooser, shape), axis=2), axis=1)",
+        "`.reduce_mean` -> `.reduce_sum`",
+    ): "Equivalent: the sum of N quantiles is N times their mean; both pick the same action.",
     ("DQNAgent._gradient_steps", "loss = tf.constant(0.0)", "the statement deleted"): (
         "Equivalent: validate() makes --gradient-steps at least 1, so the loop always sets "
         "`loss` before it is returned; the first value is never read."
