@@ -357,7 +357,43 @@ def envs_quotes() -> list[str]:
             f"{row['saved models: median, lowest']} |"
         )
         quotes.append(f"| {row['median process s']} |")
-    return quotes
+    return quotes + lunarlander_small_network_quotes()
+
+
+def lunarlander_small_network_quotes() -> list[str]:
+    """The third LunarLander screen (a 128,128 network beside the row), from its table and the
+    runs in lunar-tuning.csv."""
+    import csv
+
+    screen = STUDY / "envs-lunarlander-screen3.md"
+    row, small = table_row(screen, "ll-row-t"), table_row(screen, "ll-h128")
+    runs = {
+        (r["variant"], int(r["seed"])): r
+        for r in csv.DictReader((STUDY / "lunar-tuning.csv").read_text().splitlines())
+        if r["variant"] in ("ll-row-t", "ll-h128")
+    }
+    seeds = range(3, 11)
+    assert len(runs) == 2 * len(seeds)
+
+    def paired(column: str) -> list[float]:
+        return [
+            float(runs["ll-h128", s][column]) / float(runs["ll-row-t", s][column]) for s in seeds
+        ]
+
+    better = sum(ratio > 1 for ratio in paired("own_eval_mean"))
+    (r_median, r_low), (s_median, s_low) = (
+        x["saved models: median, lowest"].split(", ") for x in (row, small)
+    )
+    assert first(row["median steps (IQR)"]) == first(small["median steps (IQR)"])
+    return [
+        f"The smaller network took {np.median(paired('process_seconds')):.2f} of the row's "
+        f"process time seed by seed (median of the eight ratios; medians "
+        f"{small['median process s']} s against {row['median process s']} s) for the same "
+        f"median steps, {first(small['median steps (IQR)'])}.",
+        f"Its saved agents scored a median of {s_median} against the row's {r_median} (lowest "
+        f"{s_low} against {r_low}), better on {NUMBERS[better]} seeds and worse on "
+        f"{NUMBERS[len(seeds) - better]}:",
+    ]
 
 
 def like_for_like_quotes() -> list[str]:
