@@ -183,6 +183,11 @@ def readme_quotes() -> list[str]:
             "heldout-acrobot-zoo-budget.md",
             "zoo-budget",
         ),
+        (
+            "LunarLander-v3, [a 128,128 network](results/study/envs.md) (14000-14029)",
+            "heldout-lunarlander-h128.md",
+            "lunarlander-h128",
+        ),
     ]:
         row = table_row(STUDY / table, variant)
         quotes.append(
@@ -361,8 +366,8 @@ def envs_quotes() -> list[str]:
 
 
 def lunarlander_small_network_quotes() -> list[str]:
-    """The third LunarLander screen (a 128,128 network beside the row), from its table and the
-    runs in lunar-tuning.csv."""
+    """A 128,128 network on LunarLander: the third screen (beside the row, on tuning seeds) from
+    its table and lunar-tuning.csv, and its held-out run from its table and CSV."""
     import csv
 
     screen = STUDY / "envs-lunarlander-screen3.md"
@@ -385,7 +390,26 @@ def lunarlander_small_network_quotes() -> list[str]:
         x["saved models: median, lowest"].split(", ") for x in (row, small)
     )
     assert first(row["median steps (IQR)"]) == first(small["median steps (IQR)"])
+    # Held out on 30 fresh seeds, beside the row's own held-out figures.
+    held = STUDY / "heldout-lunarlander-h128.md"
+    h_median = table_row(held, "lunarlander-h128")["saved models: median, lowest"].split(", ")[0]
+    o_median, o_low = table_row(STUDY / "heldout-lunarlander.md", "lunarlander")[
+        "saved models: median, lowest"
+    ].split(", ")
+    at_200 = re.search(r"scoring 200 or more: lunarlander-h128 (\d+/30)", held.read_text())[1]
+    (unsolved,) = [
+        r
+        for r in csv.DictReader((STUDY / "heldout-lunarlander-h128.csv").read_text().splitlines())
+        if r["solved"] != "True"
+    ]
     return [
+        f"The median saved agent, {h_median}, meets issue 25's 230.",
+        f"{solved_within(held, 'lunarlander-h128', '150,000')} solved within 150,000 steps "
+        f"(goal: 27) and {at_200} saved agents at 200 or more",
+        f"the row scored {o_median} (lowest {o_low}) on 8200-8229. One seed, {unsolved['seed']}, "
+        f"did not solve within {int(unsolved['steps']):,} steps: its best 10-episode evaluation, "
+        f"{float(unsolved['saved_check']):.1f}, was not confirmed",
+        f"scored {float(unsolved['own_eval_mean']):.1f} on the study's 100.",
         f"The smaller network took {np.median(paired('process_seconds')):.2f} of the row's "
         f"process time seed by seed (median of the eight ratios; medians "
         f"{small['median process s']} s against {row['median process s']} s) for the same "
