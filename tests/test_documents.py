@@ -308,7 +308,24 @@ def benchmark_quotes() -> list[str]:
     ours, sb3 = (np.median([float(r[i]) for r in races]) for i in (1, 2))
     faster = sum(float(r[1]) < float(r[2]) for r in races)
     solved = [sum(r[i] != "None" for r in races) for i in (3, 4)]
+    # The row's own processes on the same seeds, timed after the race: seed, seconds, steps.
+    row = re.findall(r"^ +(\d+) +([\d.]+) +(\d+)$", small.split("\n### ")[0], flags=re.M)
+    assert [r[0] for r in row] == [r[0] for r in races]
+    row_s = np.median([float(r[1]) for r in row])
+    paired = [float(a[1]) / float(b[1]) for a, b in zip(races, row, strict=True)]
+    faster_than_row = sum(p < 1 for p in paired)
+
+    def span(steps: list[str]) -> str:
+        return f"{min(map(int, steps)):,}-{max(map(int, steps)):,}"
+
     quotes = [
+        f"The row's median process took {row_s:.2f} s: **{row_s / sb3:.2f} of Stable-Baselines3's "
+        f"median in the race above**, where the 128,128 network's took {ours / sb3:.2f}. Seed by "
+        f"seed the smaller network took a median of {np.median(paired):.2f} of the row's time "
+        f"and was faster on {NUMBERS[faster_than_row]} of ten (the row solved at "
+        f"{span([r[2] for r in row])} steps here, the smaller network at "
+        f"{span([r[3] for r in races])}).",
+        f"The smaller network's gain here, {np.median(paired):.2f} seed by seed,",
         f"ours {ours:.2f} s, Stable-Baselines3 {sb3:.2f} s, **ratio of medians {ours / sb3:.2f}**, "
         f"ours faster on all {NUMBERS[faster]}; ours solved {NUMBERS[solved[0]]}, "
         f"Stable-Baselines3 {NUMBERS[solved[1]]}",
