@@ -398,6 +398,14 @@ def envs_quotes() -> list[str]:
     return quotes + lunarlander_small_network_quotes()
 
 
+def benchmark_lunarlander() -> tuple[str, str]:
+    """The 128,128 network's race ratio and the row's, as results/benchmark.md gives them."""
+    text = flat((ROOT / "results" / "benchmark.md").read_text())
+    raced = re.search(r"\*\*ratio of medians ([\d.]+)\*\*, ours faster on all", text)[1]
+    row = re.search(r"\*\*([\d.]+) of Stable-Baselines3's median in the race above\*\*", text)[1]
+    return raced, row
+
+
 def lunarlander_small_network_quotes() -> list[str]:
     """A 128,128 network on LunarLander: the third screen (beside the row, on tuning seeds) from
     its table and lunar-tuning.csv, and its held-out run from its table and CSV."""
@@ -443,6 +451,9 @@ def lunarlander_small_network_quotes() -> list[str]:
         f"did not solve within {int(unsolved['steps']):,} steps: its best 10-episode evaluation, "
         f"{float(unsolved['saved_check']):.1f}, was not confirmed",
         f"scored {float(unsolved['own_eval_mean']):.1f} on the study's 100.",
+        f"it took {benchmark_lunarlander()[0]} of Stable-Baselines3's time, under the goal of "
+        f"0.5; but on that machine the row's own processes, timed right after on the same seeds, "
+        f"came to {benchmark_lunarlander()[1]},",
         f"The smaller network took {np.median(paired('process_seconds')):.2f} of the row's "
         f"process time seed by seed (median of the eight ratios; medians "
         f"{small['median process s']} s against {row['median process s']} s) for the same "
