@@ -299,17 +299,14 @@ def benchmark_quotes() -> list[str]:
     )
     # LunarLander with a 128,128 network: ten seeds raced in two halves, combined here.
     small = bench.read_text().split("### LunarLander-v3 with a 128,128 network")[1]
-    races = re.findall(
-        r"^ +(\d+) +([\d.]+) +([\d.]+) +(\d+|None) +(\d+|None)$",
-        small.split("\n### ")[0],
-        flags=re.M,
-    )
+    small = small.split("\n### ")[0]
+    races = re.findall(r"^ +(\d+) +([\d.]+) +([\d.]+) +(\d+|None) +(\d+|None)$", small, flags=re.M)
     assert len(races) == 10
     ours, sb3 = (np.median([float(r[i]) for r in races]) for i in (1, 2))
     faster = sum(float(r[1]) < float(r[2]) for r in races)
     solved = [sum(r[i] != "None" for r in races) for i in (3, 4)]
     # The row's own processes on the same seeds, timed after the race: seed, seconds, steps.
-    row = re.findall(r"^ +(\d+) +([\d.]+) +(\d+)$", small.split("\n### ")[0], flags=re.M)
+    row = re.findall(r"^ +(\d+) +([\d.]+) +(\d+)$", small, flags=re.M)
     assert [r[0] for r in row] == [r[0] for r in races]
     row_s = np.median([float(r[1]) for r in row])
     paired = [float(a[1]) / float(b[1]) for a, b in zip(races, row, strict=True)]
@@ -438,6 +435,7 @@ def lunarlander_small_network_quotes() -> list[str]:
         "saved models: median, lowest"
     ].split(", ")
     at_200 = re.search(r"scoring 200 or more: lunarlander-h128 (\d+/30)", held.read_text())[1]
+    raced, row_time = benchmark_lunarlander()
     (unsolved,) = [
         r
         for r in csv.DictReader((STUDY / "heldout-lunarlander-h128.csv").read_text().splitlines())
@@ -451,9 +449,9 @@ def lunarlander_small_network_quotes() -> list[str]:
         f"did not solve within {int(unsolved['steps']):,} steps: its best 10-episode evaluation, "
         f"{float(unsolved['saved_check']):.1f}, was not confirmed",
         f"scored {float(unsolved['own_eval_mean']):.1f} on the study's 100.",
-        f"it took {benchmark_lunarlander()[0]} of Stable-Baselines3's time, under the goal of "
+        f"it took {raced} of Stable-Baselines3's time, under the goal of "
         f"0.5; but on that machine the row's own processes, timed right after on the same seeds, "
-        f"came to {benchmark_lunarlander()[1]},",
+        f"came to {row_time},",
         f"The smaller network took {np.median(paired('process_seconds')):.2f} of the row's "
         f"process time seed by seed (median of the eight ratios; medians "
         f"{small['median process s']} s against {row['median process s']} s) for the same "
