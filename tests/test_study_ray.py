@@ -147,11 +147,15 @@ def test_a_run_whose_worker_is_killed_is_run_again_and_the_study_finishes(tmp_pa
 
 
 def test_a_stopped_study_resumes_without_running_finished_runs_again(tmp_path, thread_rows):
-    # Three runs, one at a time, stopped once the first has landed. On a busy machine Ray may
-    # hand the driver the next run before the stop reaches it, so one or two may have landed;
-    # never all three.
+    # Three runs, one at a time, stopped by Ctrl-C once the first has landed. On a busy machine
+    # Ray may hand the driver the next run before the stop reaches it, so one or two may have
+    # landed; never all three. The driver gets SIGINT's default action back: under pytest-xdist
+    # it would inherit the worker's "ignore SIGINT" and never stop.
     path = tmp_path / "runs.csv"
-    driver = study(path, "--jobs", "1", seeds="1-3", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    driver = study(
+        path, "--jobs", "1", seeds="1-3", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     deadline = time.monotonic() + 400  # a busy machine runs slowly
     while time.monotonic() < deadline and (not path.exists() or len(rows(path)) < 1):
         time.sleep(0.2)
