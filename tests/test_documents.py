@@ -333,6 +333,18 @@ def benchmark_quotes() -> list[str]:
     earlier = re.findall(r"^ +(\d+) +([\d.]+) +([\d.]+) +(\d+|None) +(\d+|None)$", first_race, re.M)
     assert len(earlier) == 10
 
+    # The first race's seeds raced again on this machine: the same runs step for step.
+    again = bench.read_text().split("### LunarLander-v3: the first race's seeds again")[1]
+    again = again.split("\n### ")[0]
+    again = re.findall(r"^ +(\d+) +([\d.]+) +([\d.]+) +(\d+|None) +(\d+|None)$", again, re.M)
+    assert [r[0] for r in again] == [r[0] for r in earlier]
+    again_ours, again_sb3 = (np.median([float(r[i]) for r in again]) for i in (1, 2))
+    same_again = sum(a[3:] == b[3:] for a, b in zip(again, earlier, strict=True))
+    first_ratio = re.search(
+        r"ours [\d.]+ s, Stable-Baselines3 [\d.]+ s, \*\*ratio of medians ([\d.]+)\*\*; both",
+        flat(bench.read_text()),
+    )[1]
+
     def moved(now, before, column: int) -> str:
         """The least and most change of one column's seconds, seed by seed, in percent."""
         change = [
@@ -358,6 +370,14 @@ def benchmark_quotes() -> list[str]:
         "there, on other seeds).",
         f"ours by {moved(rows, row, 1)} seed by seed against its timed processes, theirs by "
         f"{moved(rows, races, 2)} against the race above.",
+        f"ours {again_ours:.2f} s, Stable-Baselines3 {again_sb3:.2f} s, **ratio of medians "
+        f"{again_ours / again_sb3:.2f}**. Both sides' steps to solve were the first race's on "
+        f"{NUMBERS[same_again]} of ten seeds; seed by seed, ours' seconds moved by "
+        f"{moved(again, earlier, 1)} from the first race's, Stable-Baselines3's by "
+        f"{moved(again, earlier, 2)}. Ours was faster on "
+        f"{NUMBERS[sum(float(r[1]) < float(r[2]) for r in again)]} of ten",
+        f"took {first_ratio} of Stable-Baselines3's time on the first race's machine and "
+        f"{again_ours / again_sb3:.2f} on this one",
         f"The row's median process took {row_s:.2f} s: **{row_s / sb3:.2f} of Stable-Baselines3's "
         f"median in the race above**, where the 128,128 network's took {ours / sb3:.2f}. Seed by "
         f"seed the smaller network took a median of {np.median(paired):.2f} of the row's time "
@@ -455,13 +475,15 @@ def benchmark_lunarlander_row_race() -> list[str]:
         r"([\d.]+) s in that race",
         text,
     ).groups()
+    again = text.split("### LunarLander-v3: the first race's seeds again")[1]
+    again = re.search(r"\*\*ratio of medians ([\d.]+)\*\*\. Both sides' steps", again)[1]
     held = table_row(STUDY / "heldout-lunarlander.md", "lunarlander")
     return [
         f"**{ratio} of Stable-Baselines3's time**, ours faster on all ten.",
         f"a median saved agent of {held['saved models: median, lowest'].split(', ')[0]} on the 30 "
         "fresh seeds 8200-8229.",
         f"whose Stable-Baselines3 took a median of {there} s per thousand steps to its solve, "
-        f"against {here} s here.",
+        f"against {here} s here; those same seeds, raced again here, came to {again},",
     ]
 
 
