@@ -298,7 +298,8 @@ def benchmark_quotes() -> list[str]:
         r"([\d.]+) .*\n.*median of 3: ([\d.]+) s.*\n.*this machine \(1 CPU a node\): ([\d.]+) s",
     )
     # LunarLander with a 128,128 network: ten seeds raced in two halves, combined here.
-    small = bench.read_text().split("### LunarLander-v3 with a 128,128 network")[1]
+    page = bench.read_text()
+    small = page.split("### LunarLander-v3 with a 128,128 network")[1]
     small = small.split("\n### ")[0]
     races = re.findall(r"^ +(\d+) +([\d.]+) +([\d.]+) +(\d+|None) +(\d+|None)$", small, flags=re.M)
     assert len(races) == 10
@@ -316,7 +317,7 @@ def benchmark_quotes() -> list[str]:
         return f"{min(map(int, steps)):,}-{max(map(int, steps)):,}"
 
     # The row raced side by side with Stable-Baselines3 on the same ten seeds, a session later.
-    raced_row = bench.read_text().split("### LunarLander-v3: the row raced on this machine")[1]
+    raced_row = page.split("### LunarLander-v3: the row raced on this machine")[1]
     raced_row = raced_row.split("\n### ")[0]
     rows = re.findall(r"^ +(\d+) +([\d.]+) +([\d.]+) +(\d+|None) +(\d+|None)$", raced_row, re.M)
     assert [r[0] for r in rows] == [r[0] for r in races]
@@ -328,13 +329,13 @@ def benchmark_quotes() -> list[str]:
     sb3_same = sum(a[4] == b[4] for a, b in zip(rows, races, strict=True))
     # Stable-Baselines3's seconds per thousand steps to its solve, solved seeds only, here and in
     # the row's first race (seeds 11000-11009, four blocks under "Races on the other envs").
-    first_race = bench.read_text().split("**LunarLander-v3**, in four invocations")[1]
+    first_race = page.split("**LunarLander-v3**, in four invocations")[1]
     first_race = first_race.split("Over all ten seeds")[0]
     earlier = re.findall(r"^ +(\d+) +([\d.]+) +([\d.]+) +(\d+|None) +(\d+|None)$", first_race, re.M)
     assert len(earlier) == 10
 
     # The first race's seeds raced again on this machine: the same runs step for step.
-    again = bench.read_text().split("### LunarLander-v3: the first race's seeds again")[1]
+    again = page.split("### LunarLander-v3: the first race's seeds again")[1]
     again = again.split("\n### ")[0]
     again = re.findall(r"^ +(\d+) +([\d.]+) +([\d.]+) +(\d+|None) +(\d+|None)$", again, re.M)
     assert [r[0] for r in again] == [r[0] for r in earlier]
@@ -342,7 +343,7 @@ def benchmark_quotes() -> list[str]:
     same_again = sum(a[3:] == b[3:] for a, b in zip(again, earlier, strict=True))
     first_ratio = re.search(
         r"ours [\d.]+ s, Stable-Baselines3 [\d.]+ s, \*\*ratio of medians ([\d.]+)\*\*; both",
-        flat(bench.read_text()),
+        flat(page),
     )[1]
 
     def moved(now, before, column: int) -> str:
