@@ -131,6 +131,15 @@ def race(document: Path, line_no_hint: str) -> dict:
     return dict(zip(("ours", "sb3", "ratio"), found.groups(), strict=True))
 
 
+# One seed's row of race.sh's table: seed, ours s, SB3 s, ours steps, SB3 steps.
+RACE_ROW = re.compile(r"^ +(\d+) +([\d.]+) +([\d.]+) +(\d+|None) +(\d+|None)$", re.M)
+
+
+def section(text: str, start: str, end: str = "\n### ") -> str:
+    """The text after `start` up to the next `end` (by default the next ### heading)."""
+    return text.split(start)[1].split(end)[0]
+
+
 def readme_quotes() -> list[str]:
     summary = json.loads((ROOT / "results" / "summary.json").read_text())
     assert summary["polish_end"] == "perfect" and summary["final_eval"]["min"] == 500.0
@@ -299,9 +308,8 @@ def benchmark_quotes() -> list[str]:
     )
     # LunarLander with a 128,128 network: ten seeds raced in two halves, combined here.
     page = bench.read_text()
-    small = page.split("### LunarLander-v3 with a 128,128 network")[1]
-    small = small.split("\n### ")[0]
-    races = re.findall(r"^ +(\d+) +([\d.]+) +([\d.]+) +(\d+|None) +(\d+|None)$", small, flags=re.M)
+    small = section(page, "### LunarLander-v3 with a 128,128 network")
+    races = RACE_ROW.findall(small)
     assert len(races) == 10
     ours, sb3 = (np.median([float(r[i]) for r in races]) for i in (1, 2))
     faster = sum(float(r[1]) < float(r[2]) for r in races)
@@ -317,9 +325,7 @@ def benchmark_quotes() -> list[str]:
         return f"{min(map(int, steps)):,}-{max(map(int, steps)):,}"
 
     # The row raced side by side with Stable-Baselines3 on the same ten seeds, a session later.
-    raced_row = page.split("### LunarLander-v3: the row raced on this machine")[1]
-    raced_row = raced_row.split("\n### ")[0]
-    rows = re.findall(r"^ +(\d+) +([\d.]+) +([\d.]+) +(\d+|None) +(\d+|None)$", raced_row, re.M)
+    rows = RACE_ROW.findall(section(page, "### LunarLander-v3: the row raced on this machine"))
     assert [r[0] for r in rows] == [r[0] for r in races]
     row_ours, row_sb3 = (np.median([float(r[i]) for r in rows]) for i in (1, 2))
     row_faster = sum(float(r[1]) < float(r[2]) for r in rows)
@@ -329,17 +335,16 @@ def benchmark_quotes() -> list[str]:
     sb3_same = sum(a[4] == b[4] for a, b in zip(rows, races, strict=True))
     # Stable-Baselines3's seconds per thousand steps to its solve, solved seeds only, here and in
     # the row's first race (seeds 11000-11009, four blocks under "Races on the other envs").
-    first_race = page.split("**LunarLander-v3**, in four invocations")[1]
-    first_race = first_race.split("Over all ten seeds")[0]
-    earlier = re.findall(r"^ +(\d+) +([\d.]+) +([\d.]+) +(\d+|None) +(\d+|None)$", first_race, re.M)
+    earlier = RACE_ROW.findall(
+        section(page, "**LunarLander-v3**, in four invocations", "Over all ten seeds")
+    )
     assert len(earlier) == 10
 
     # The first race's seeds raced again on this machine: the same runs step for step.
-    again = page.split("### LunarLander-v3: the first race's seeds again")[1]
-    again = again.split("\n### ")[0]
-    again = re.findall(r"^ +(\d+) +([\d.]+) +([\d.]+) +(\d+|None) +(\d+|None)$", again, re.M)
+    again = RACE_ROW.findall(section(page, "### LunarLander-v3: the first race's seeds again"))
     assert [r[0] for r in again] == [r[0] for r in earlier]
     again_ours, again_sb3 = (np.median([float(r[i]) for r in again]) for i in (1, 2))
+    again_ratio = again_ours / again_sb3
     same_again = sum(a[3:] == b[3:] for a, b in zip(again, earlier, strict=True))
     first_ratio = re.search(
         r"ours [\d.]+ s, Stable-Baselines3 [\d.]+ s, \*\*ratio of medians ([\d.]+)\*\*; both",
@@ -357,6 +362,8 @@ def benchmark_quotes() -> list[str]:
     def per_k(table) -> float:
         return np.median([1000 * float(r[2]) / int(r[4]) for r in table if r[4] != "None"])
 
+    sb3_here, sb3_there = per_k(rows), per_k(earlier)
+
     quotes = [
         f"ours {row_ours:.2f} s, Stable-Baselines3 {row_sb3:.2f} s, **ratio of medians "
         f"{row_ours / row_sb3:.2f}**, ours faster on {NUMBERS[row_faster]} of ten; ours solved "
@@ -364,21 +371,21 @@ def benchmark_quotes() -> list[str]:
         f"The row's steps to solve were those of its timed processes above on "
         f"{NUMBERS[same_steps]} of ten seeds, and Stable-Baselines3's those of the race above on "
         + ("every seed" if sb3_same == 10 else f"{NUMBERS[sb3_same]} of ten seeds"),
-        f"Stable-Baselines3 took a median of {per_k(rows):.2f} s per thousand steps to its solve "
-        f"here (start-up included, its solved seeds), against {per_k(earlier):.2f} s in that race, "
-        f"{per_k(rows) / per_k(earlier):.2f} times as long, while ours took about as long as there "
+        f"Stable-Baselines3 took a median of {sb3_here:.2f} s per thousand steps to its solve "
+        f"here (start-up included, its solved seeds), against {sb3_there:.2f} s in that race, "
+        f"{sb3_here / sb3_there:.2f} times as long, while ours took about as long as there "
         f"(medians {row_ours:.2f} s here and {np.median([float(r[1]) for r in earlier]):.2f} s "
         "there, on other seeds).",
         f"ours by {moved(rows, row, 1)} seed by seed against its timed processes, theirs by "
         f"{moved(rows, races, 2)} against the race above.",
         f"ours {again_ours:.2f} s, Stable-Baselines3 {again_sb3:.2f} s, **ratio of medians "
-        f"{again_ours / again_sb3:.2f}**. Both sides' steps to solve were the first race's on "
+        f"{again_ratio:.2f}**. Both sides' steps to solve were the first race's on "
         f"{NUMBERS[same_again]} of ten seeds; seed by seed, ours' seconds moved by "
         f"{moved(again, earlier, 1)} from the first race's, Stable-Baselines3's by "
         f"{moved(again, earlier, 2)}. Ours was faster on "
         f"{NUMBERS[sum(float(r[1]) < float(r[2]) for r in again)]} of ten",
         f"took {first_ratio} of Stable-Baselines3's time on the first race's machine and "
-        f"{again_ours / again_sb3:.2f} on this one",
+        f"{again_ratio:.2f} on this one",
         f"The row's median process took {row_s:.2f} s: **{row_s / sb3:.2f} of Stable-Baselines3's "
         f"median in the race above**, where the 128,128 network's took {ours / sb3:.2f}. Seed by "
         f"seed the smaller network took a median of {np.median(paired):.2f} of the row's time "
