@@ -835,13 +835,87 @@ def algorithm_flags_quotes() -> list[str]:
     ]
 
 
+def mountaincar_tail_quotes() -> list[str]:
+    """algorithm-flags.md's MountainCar section: the held-out slow seed and the screen."""
+    import csv
+
+    held = list(csv.DictReader((STUDY / "heldout-mountaincar.csv").read_text().splitlines()))
+    slow = max(held, key=lambda r: int(r["steps_to_solve"]))
+    checks = json.loads(slow["evaluations"])
+    stalled = [s for step, s in checks if 21_000 <= step <= 45_000]
+    assert all(-111 <= s < -110 for s in stalled) and len(stalled) == 25
+    passing = [s for _, s in checks if s >= -110][:2]
+    screen = STUDY / "algo-screen-mountaincar.md"
+    names = {
+        "row (`mountaincar`)": "mountaincar", "`--n-step 5`": "nstep5",
+        "`--n-step 10`": "nstep10", "`--dueling`": "dueling",
+        "`--prioritized`": "prioritized", "`--memory-size 10000`": "memory10k",
+    }  # fmt: skip
+    rows = []
+    for label, variant in names.items():
+        row = table_row(screen, variant)
+        ratio = row["ratio to mountaincar (95% CI)"]
+        faster = row["seeds faster, slower"]
+        rows.append(
+            f"| {label} | {first(row['median steps (IQR)'])} | {row['95% CI of median']} | "
+            f"{ratio} | {faster} | {row['90th percentile']} | {row['worst']} | "
+            f"{solved_within(screen, variant, '25,000')} |"
+        )
+    five = table_row(screen, "nstep5")["seeds faster, slower"].split(", ")
+    return [
+        f"solved {solved_within(STUDY / 'heldout-mountaincar.md', 'mountaincar', '25,000')[:2]} "
+        f"of 30 within 25,000 steps; the slow seed, {slow['seed']}, solved at "
+        f"{int(slow['steps_to_solve']):,}",
+        f"(a lower bound of {max(stalled):.1f} to {min(stalled):.1f}",
+        f"passed at once ({passing[0]:.1f}, then {passing[1]:.1f})",
+        *rows,
+        f"(faster on {five[0]} seeds of {int(five[0]) + int(five[1])} that differ",
+        *held_out_nstep_quotes(),
+    ]
+
+
+def held_out_nstep_quotes() -> list[str]:
+    """The held-out run of MountainCar's row and --n-step 5 on 16000-16029."""
+    import csv
+
+    table = STUDY / "heldout-mountaincar-nstep.md"
+    quotes = []
+    for label, variant in (("row", "mountaincar"), ("`--n-step 5`", "nstep5")):
+        row = table_row(table, variant)
+        quotes.append(
+            f"| {label} | {row['median steps (IQR)']} | "
+            f"{row['ratio to mountaincar (95% CI)']} | {row['90th percentile']} | "
+            f"{row['worst']} | {solved_within(table, variant, '25,000')} | "
+            f"{row['saved models: median, lowest']} |"
+        )
+    runs = list(csv.DictReader((STUDY / "heldout-mountaincar-nstep.csv").read_text().splitlines()))
+    late = {(r["variant"], r["seed"]): int(r["steps_to_solve"]) for r in runs
+            if int(r["steps_to_solve"]) > 25_000}  # fmt: skip
+    assert sorted(late) == [("mountaincar", "16001"), ("mountaincar", "16014"), ("nstep5", "16016")]
+    median = {v: table_row(table, v)["saved models: median, lowest"].split(", ")[0]
+              for v in ("mountaincar", "nstep5")}  # fmt: skip
+    assert median["mountaincar"] == median["nstep5"] and float(median["nstep5"]) >= -98.5
+    ratio = table_row(table, "nstep5")["ratio to mountaincar (95% CI)"]
+    screen = table_row(STUDY / "algo-screen-mountaincar.md", "nstep5")
+    assert first(screen["ratio to mountaincar (95% CI)"]) == first(ratio)  # "repeated"
+    return [
+        *quotes,
+        f"Five-step targets repeated the screen's ratio, {ratio.split(' ')[0]}",
+        f"(median {median['nstep5']} for both",
+        f"seed 16016 took {late[('nstep5', '16016')]:,} steps",
+        f"16014 at {late[('mountaincar', '16014')]:,}, 16001 at {late[('mountaincar', '16001')]:,}",
+    ]
+
+
 QUOTES = {
     "README.md": readme_quotes,
     "results/benchmark.md": benchmark_quotes,
     "results/study/README.md": study_quotes,
     "results/study/envs.md": envs_quotes,
     "results/study/like-for-like.md": like_for_like_quotes,
-    "results/study/algorithm-flags.md": algorithm_flags_quotes,
+    "results/study/algorithm-flags.md": lambda: (
+        algorithm_flags_quotes() + mountaincar_tail_quotes()
+    ),
 }
 
 
