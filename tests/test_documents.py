@@ -862,7 +862,28 @@ def mountaincar_tail_quotes() -> list[str]:
             f"{solved_within(screen, variant, '25,000')} |"
         )
     five = table_row(screen, "nstep5")["seeds faster, slower"].split(", ")
+    # The first flag: runs made again with their episode logs, tests/first_flag.py's output.
+    output = (STUDY / "mountaincar-first-flag.csv").read_text()
+    flags = list(csv.DictReader(line for line in output.splitlines() if line[0] != "#"))
+    screened = {
+        r["seed"]: r["steps_to_solve"]
+        for r in csv.DictReader((STUDY / "algo-screen-mountaincar.csv").read_text().splitlines())
+        if r["variant"] == "mountaincar"
+    }
+    assert len(flags) == 30 and all(screened[r["seed"]] == r["steps_to_solve"] for r in flags)
+    slow_solve = sorted(flags, key=lambda r: -int(r["steps_to_solve"]))[:4]
+    slow_flag = sorted(flags, key=lambda r: -int(r["first_flag"]))[:5]
+    assert {r["seed"] for r in slow_solve} <= {r["seed"] for r in slow_flag}
+    r = np.corrcoef(
+        [[int(f["first_flag"]) for f in flags], [int(f["steps_to_solve"]) for f in flags]]
+    )
     return [
+        *(line for line in output.splitlines() if line.startswith("# ")),  # the page's copy
+        f"the four seeds slowest to solve ({int(slow_solve[-1]['steps_to_solve']):,}-"
+        f"{int(slow_solve[0]['steps_to_solve']):,} steps) are among the five slowest to reach the "
+        f"flag at all ({int(slow_flag[-1]['first_flag']):,}-{int(slow_flag[0]['first_flag']):,} "
+        f"steps), and across the 30 the first flag's step follows the solve's with "
+        f"r = {r[0, 1]:.2f}",
         f"solved {solved_within(STUDY / 'heldout-mountaincar.md', 'mountaincar', '25,000')[:2]} "
         f"of 30 within 25,000 steps; the slow seed, {slow['seed']}, solved at "
         f"{int(slow['steps_to_solve']):,}",
