@@ -850,6 +850,9 @@ def mountaincar_tail_quotes() -> list[str]:
         "row (`mountaincar`)": "mountaincar", "`--n-step 5`": "nstep5",
         "`--n-step 10`": "nstep10", "`--dueling`": "dueling",
         "`--prioritized`": "prioritized", "`--memory-size 10000`": "memory10k",
+        "`--epsilon-decay 0.9995`": "eps9995",
+        "`--epsilon-decay 0.9998 --epsilon-min 0.07`": "eps-zoo",
+        "`--epsilon-decay 0.995`": "eps995", "`--epsilon-min 0`": "eps-min0",
     }  # fmt: skip
     rows = []
     for label, variant in names.items():
@@ -862,6 +865,10 @@ def mountaincar_tail_quotes() -> list[str]:
             f"{solved_within(screen, variant, '25,000')} |"
         )
     five = table_row(screen, "nstep5")["seeds faster, slower"].split(", ")
+    eps = {v: table_row(screen, v) for v in ("eps9995", "eps-zoo", "eps995", "eps-min0")}
+    past = 30 - int(solved_within(screen, "eps9995", "25,000").split("/")[0])
+    assert eps["eps-min0"]["worst"] == "not solved" and eps["eps-min0"]["solved"] == "29/30"
+    assert float(eps["eps995"]["ratio to mountaincar (95% CI)"].split("-")[1][:-1]) > 1  # holds 1
     # The first flag: runs made again with their episode logs, tests/first_flag.py's output.
     output = (STUDY / "mountaincar-first-flag.csv").read_text()
     flags = list(csv.DictReader(line for line in output.splitlines() if line[0] != "#"))
@@ -891,6 +898,9 @@ def mountaincar_tail_quotes() -> list[str]:
         f"passed at once ({passing[0]:.1f}, then {passing[1]:.1f})",
         *rows,
         f"(faster on {five[0]} seeds of {int(five[0]) + int(five[1])} that differ",
+        f"put the median at {first(eps['eps9995']['median steps (IQR)'])} and "
+        f"{NUMBERS[past]} seeds past 25,000, and the zoo's schedule, to 0.07, at "
+        f"{first(eps['eps-zoo']['median steps (IQR)'])}",
         *held_out_nstep_quotes(),
     ]
 
