@@ -3,6 +3,7 @@ that a figure cannot go stale silently: the study's tables are made again from t
 the commands the documents give, and each figure quoted in prose is rendered here from its
 source (summary.json, a study table, a stored benchmark output) and looked for verbatim."""
 
+import csv
 import json
 import re
 import shlex
@@ -107,6 +108,11 @@ def table_row(path: Path, variant: str) -> dict:
     raise LookupError(f"no row {variant!r} in {path}")
 
 
+def csv_rows(name: str) -> list[dict]:
+    """The rows of a CSV of runs in results/study."""
+    return list(csv.DictReader((STUDY / name).read_text().splitlines()))
+
+
 SAVED, STEPS = "saved agents: median, lowest", "steps trained: median"
 SAVED_MODELS = "saved models: median, lowest"
 NUMBERS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
@@ -118,7 +124,7 @@ def first(cell: str) -> str:
 
 
 def lowest(row: dict) -> str:
-    return row["saved models: median, lowest"].split(", ")[1]
+    return row[SAVED_MODELS].split(", ")[1]
 
 
 def race(document: Path, line_no_hint: str) -> dict:
@@ -202,7 +208,7 @@ def readme_quotes() -> list[str]:
         row = table_row(STUDY / table, variant)
         quotes.append(
             f"| {env} | {row['solved']} | {first(row['median steps (IQR)'])}, {row['worst']} | "
-            f"{row['saved models: median, lowest']} |"
+            f"{row[SAVED_MODELS]} |"
         )
     return quotes
 
@@ -217,9 +223,8 @@ LIKE_FOR_LIKE = {  # env: (slug, best possible score: an estimate, see like-for-
 
 def runs() -> list[dict]:
     """The like-for-like study's finished runs."""
-    import csv
 
-    return list(csv.DictReader((STUDY / "like-for-like.csv").read_text().splitlines()))
+    return csv_rows("like-for-like.csv")
 
 
 def lunarlander_at_200(finished: list[dict]) -> tuple[int, int]:
@@ -460,14 +465,14 @@ def envs_quotes() -> list[str]:
         quotes.append(
             f"| {env} | {row['solved']} | {row['median steps (IQR)']}, {row['worst']} | "
             f"{solved_within(STUDY / table, variant, steps)} within {steps} | "
-            f"{row['saved models: median, lowest']} |"
+            f"{row[SAVED_MODELS]} |"
         )
         quotes.append(f"| {row['median process s']} |")
     again = STUDY / "heldout-mountaincar-nstep.md"
     row = table_row(again, "mountaincar")
     quotes.append(
         f"{solved_within(again, 'mountaincar', '25,000')} within 25,000 steps, the slowest again "
-        f"at {row['worst']}, and its saved agents' median {first(row[SAVED_MODELS]).split(',')[0]}"
+        f"at {row['worst']}, and its saved agents' median {row[SAVED_MODELS].split(', ')[0]}"
     )
     assert row["worst"] == table_row(STUDY / "heldout-mountaincar.md", "mountaincar")["worst"]
     return quotes + lunarlander_small_network_quotes() + benchmark_lunarlander_row_race()
@@ -496,7 +501,7 @@ def benchmark_lunarlander_row_race() -> list[str]:
     held = table_row(STUDY / "heldout-lunarlander.md", "lunarlander")
     return [
         f"**{ratio} of Stable-Baselines3's time**, ours faster on all ten.",
-        f"a median saved agent of {held['saved models: median, lowest'].split(', ')[0]} on the 30 "
+        f"a median saved agent of {held[SAVED_MODELS].split(', ')[0]} on the 30 "
         "fresh seeds 8200-8229.",
         f"whose Stable-Baselines3 took a median of {there} s per thousand steps to its solve, "
         f"against {here} s here; those same seeds, raced again here, came to {again},",
@@ -506,13 +511,12 @@ def benchmark_lunarlander_row_race() -> list[str]:
 def lunarlander_small_network_quotes() -> list[str]:
     """A 128,128 network on LunarLander: the third screen (beside the row, on tuning seeds) from
     its table and lunar-tuning.csv, and its held-out run from its table and CSV."""
-    import csv
 
     screen = STUDY / "envs-lunarlander-screen3.md"
     row, small = table_row(screen, "ll-row-t"), table_row(screen, "ll-h128")
     runs = {
         (r["variant"], int(r["seed"])): r
-        for r in csv.DictReader((STUDY / "lunar-tuning.csv").read_text().splitlines())
+        for r in csv_rows("lunar-tuning.csv")
         if r["variant"] in ("ll-row-t", "ll-h128")
     }
     seeds = range(3, 11)
@@ -524,23 +528,17 @@ def lunarlander_small_network_quotes() -> list[str]:
         ]
 
     better = sum(ratio > 1 for ratio in paired("own_eval_mean"))
-    (r_median, r_low), (s_median, s_low) = (
-        x["saved models: median, lowest"].split(", ") for x in (row, small)
-    )
+    (r_median, r_low), (s_median, s_low) = (x[SAVED_MODELS].split(", ") for x in (row, small))
     assert first(row["median steps (IQR)"]) == first(small["median steps (IQR)"])
     # Held out on 30 fresh seeds, beside the row's own held-out figures.
     held = STUDY / "heldout-lunarlander-h128.md"
-    h_median = table_row(held, "lunarlander-h128")["saved models: median, lowest"].split(", ")[0]
+    h_median = table_row(held, "lunarlander-h128")[SAVED_MODELS].split(", ")[0]
     o_median, o_low = table_row(STUDY / "heldout-lunarlander.md", "lunarlander")[
-        "saved models: median, lowest"
+        SAVED_MODELS
     ].split(", ")
     at_200 = re.search(r"scoring 200 or more: lunarlander-h128 (\d+/30)", held.read_text())[1]
     raced, row_time = benchmark_lunarlander()
-    (unsolved,) = [
-        r
-        for r in csv.DictReader((STUDY / "heldout-lunarlander-h128.csv").read_text().splitlines())
-        if r["solved"] != "True"
-    ]
+    (unsolved,) = [r for r in csv_rows("heldout-lunarlander-h128.csv") if r["solved"] != "True"]
     return [
         f"The median saved agent, {h_median}, meets issue 25's 230.",
         f"{solved_within(held, 'lunarlander-h128', '150,000')} solved within 150,000 steps "
@@ -631,7 +629,6 @@ def like_for_like_quotes() -> list[str]:
 
 
 def algorithm_flags_quotes() -> list[str]:
-    import csv
     import math
 
     document = STUDY / "algorithm-flags.md"
@@ -652,22 +649,20 @@ def algorithm_flags_quotes() -> list[str]:
     near = sorted(int(a[4]) for a in agents)
     close = sorted(int(a[5]) for a in agents)
     ahead = [steps(a[7]) - steps(a[6]) for a in agents]
-    runs = {
-        r["seed"]: r for r in csv.DictReader((STUDY / "heldout-9000.csv").read_text().splitlines())
-    }
+    runs = {r["seed"]: r for r in csv_rows("heldout-9000.csv")}
     certified = {
         seed: json.loads(runs[seed]["certifications"]) for seed in ("9016", "9088", "9099")
     }
     c16, c88, c99 = certified["9016"], certified["9088"], certified["9099"]
     first = STUDY / "algo-screen-acrobot-first.md"
-    saved = {v: table_row(first, v)["saved models: median, lowest"].split(", ")
+    saved = {v: table_row(first, v)[SAVED_MODELS].split(", ")
              for v in ("acrobot", "dueling", "prioritized")}  # fmt: skip
     quantiles = table_row(STUDY / "algo-screen-acrobot-quantiles-first.md", "quantiles25")
-    q_median, q_lowest = quantiles["saved models: median, lowest"].split(", ")
+    q_median, q_lowest = quantiles[SAVED_MODELS].split(", ")
     screen = STUDY / "algo-screen-acrobot.md"
     names = ("acrobot", "dueling", "quantiles25", "eps01", "eps01-long")
     rows = {v: table_row(screen, v) for v in (*names, "zoo-like", "zoo-budget")}
-    full = {v: row["saved models: median, lowest"].split(", ") for v, row in rows.items()}
+    full = {v: row[SAVED_MODELS].split(", ") for v, row in rows.items()}
     seconds = {v: row["median process s"] for v, row in rows.items()}
     steps_of = {v: row["median steps (IQR)"].split(" ")[0] for v, row in rows.items()}
     lowest = sorted(-float(full[v][1]) for v in names[1:])  # the flags' lowest agents
@@ -686,7 +681,7 @@ def algorithm_flags_quotes() -> list[str]:
             for v in ("default", "gamma999")}  # fmt: skip
     cartpole_runs = [
         r
-        for r in csv.DictReader((STUDY / "algo-screen-cartpole.csv").read_text().splitlines())
+        for r in csv_rows("algo-screen-cartpole.csv")
         if r["variant"] in g100 and 10_000 <= int(r["seed"]) <= 10_099
     ]
     assert len(cartpole_runs) == 200 and g30["gamma999"]["models at 500"] == "30/30"
@@ -707,7 +702,7 @@ def algorithm_flags_quotes() -> list[str]:
     (shared,) = set(slowest_seeds("default", 10)) & set(slowest_seeds("gamma999", 10))
     s_g, s_d = slowest_seeds("gamma999", 1)[0], slowest_seeds("default", 1)[0]
     # The zoo's whole budget: its polishing replayed at shorter budgets, from the stored runs.
-    screen_runs = list(csv.DictReader((STUDY / "algo-screen-acrobot.csv").read_text().splitlines()))
+    screen_runs = csv_rows("algo-screen-acrobot.csv")
 
     def replayed(variant: str, budget: int) -> tuple[float, float]:
         kept = [study.replay_polishing(r, 0, budget)[0] for r in screen_runs
@@ -737,12 +732,8 @@ def algorithm_flags_quotes() -> list[str]:
     # The held-out run of the row and zoo-budget on fresh seeds 8500-8529.
     held = STUDY / "heldout-acrobot-zoo-budget.md"
     held_rows = {v: table_row(held, v) for v in ("acrobot", "zoo-budget")}
-    held_saved = {
-        v: row["saved models: median, lowest"].split(", ") for v, row in held_rows.items()
-    }
-    held_runs = list(
-        csv.DictReader((STUDY / "heldout-acrobot-zoo-budget.csv").read_text().splitlines())
-    )
+    held_saved = {v: row[SAVED_MODELS].split(", ") for v, row in held_rows.items()}
+    held_runs = csv_rows("heldout-acrobot-zoo-budget.csv")
     budget_runs = [r for r in held_runs if r["variant"] == "zoo-budget"]
     row_runs = [r for r in held_runs if r["variant"] == "acrobot"]
     assert len(budget_runs) == len(row_runs) == 30
@@ -845,9 +836,8 @@ def algorithm_flags_quotes() -> list[str]:
 
 def mountaincar_tail_quotes() -> list[str]:
     """algorithm-flags.md's MountainCar section: the held-out slow seed and the screen."""
-    import csv
 
-    held = list(csv.DictReader((STUDY / "heldout-mountaincar.csv").read_text().splitlines()))
+    held = csv_rows("heldout-mountaincar.csv")
     slow = max(held, key=lambda r: int(r["steps_to_solve"]))
     checks = json.loads(slow["evaluations"])
     stalled = [s for step, s in checks if 21_000 <= step <= 45_000]
@@ -882,7 +872,7 @@ def mountaincar_tail_quotes() -> list[str]:
     flags = list(csv.DictReader(line for line in output.splitlines() if line[0] != "#"))
     screened = {
         r["seed"]: r["steps_to_solve"]
-        for r in csv.DictReader((STUDY / "algo-screen-mountaincar.csv").read_text().splitlines())
+        for r in csv_rows("algo-screen-mountaincar.csv")
         if r["variant"] == "mountaincar"
     }
     assert len(flags) == 30 and all(screened[r["seed"]] == r["steps_to_solve"] for r in flags)
@@ -915,7 +905,6 @@ def mountaincar_tail_quotes() -> list[str]:
 
 def held_out_nstep_quotes() -> list[str]:
     """The held-out run of MountainCar's row and --n-step 5 on 16000-16029."""
-    import csv
 
     table = STUDY / "heldout-mountaincar-nstep.md"
     quotes = []
@@ -925,13 +914,13 @@ def held_out_nstep_quotes() -> list[str]:
             f"| {label} | {row['median steps (IQR)']} | "
             f"{row['ratio to mountaincar (95% CI)']} | {row['90th percentile']} | "
             f"{row['worst']} | {solved_within(table, variant, '25,000')} | "
-            f"{row['saved models: median, lowest']} |"
+            f"{row[SAVED_MODELS]} |"
         )
-    runs = list(csv.DictReader((STUDY / "heldout-mountaincar-nstep.csv").read_text().splitlines()))
+    runs = csv_rows("heldout-mountaincar-nstep.csv")
     late = {(r["variant"], r["seed"]): int(r["steps_to_solve"]) for r in runs
             if int(r["steps_to_solve"]) > 25_000}  # fmt: skip
     assert sorted(late) == [("mountaincar", "16001"), ("mountaincar", "16014"), ("nstep5", "16016")]
-    median = {v: table_row(table, v)["saved models: median, lowest"].split(", ")[0]
+    median = {v: table_row(table, v)[SAVED_MODELS].split(", ")[0]
               for v in ("mountaincar", "nstep5")}  # fmt: skip
     assert median["mountaincar"] == median["nstep5"] and float(median["nstep5"]) >= -98.5
     ratio = table_row(table, "nstep5")["ratio to mountaincar (95% CI)"]
