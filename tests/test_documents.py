@@ -586,14 +586,21 @@ def like_for_like_quotes() -> list[str]:
     ]
     by = {(r["variant"], int(r["seed"])): r for r in finished}
     qr = [r for r in finished if r["variant"] == "sb3-qrdqn-acrobot"]
-    minutes = [float(r["process_seconds"]) / 60 for r in qr]
+    assert len(qr) == 10 and len({r["script_sha"] for r in qr}) == 1  # the same runner
+    early = [float(r["process_seconds"]) / 60 for r in qr if int(r["seed"]) <= 20003]
+    late = [float(r["process_seconds"]) / 60 for r in qr if int(r["seed"]) > 20003]
+    by_seed = sorted(qr, key=lambda r: int(r["seed"]))
+    first_qr = list(dict.fromkeys(r["commit"][:7] for r in by_seed if int(r["seed"]) <= 20003))
+    (later_qr,) = {r["commit"][:7] for r in qr if int(r["seed"]) > 20003}
+    assert max(late) < min(early)
     acrobot = {r["variant"]: r for r in table_rows(STUDY / "like-for-like-acrobot.md")}
     mc = {r["variant"]: r for r in table_rows(STUDY / "like-for-like-mountaincar.md")}
     ours_mc = [float(r["own_eval_mean"]) for r in finished if r["variant"] == "ours-mountaincar"]
     median, low = acrobot["sb3-dqn-acrobot"][SAVED].split(", ")
     quotes += [
-        f"QR-DQN ran on {NUMBERS[len(qr)]} seeds only, {min(int(r['seed']) for r in qr)}-"
-        f"{max(int(r['seed']) for r in qr)}: at {min(minutes):.0f}-{max(minutes):.0f} minutes",
+        f"QR-DQN ran on seeds 20000-20003 at commits `{first_qr[0]}` and `{first_qr[1]}`, at "
+        f"{min(early):.0f}-{max(early):.0f} minutes a run, and on 20004-20009 in a later session, "
+        f"at commit `{later_qr}` with the same runner, at {np.median(late):.0f} minutes a run",
         f"a median of {median} against our {acrobot['ours-acrobot'][SAVED].split(', ')[0]}, "
         f"after {acrobot['sb3-dqn-acrobot'][STEPS]} steps against our median of "
         f"{acrobot['ours-acrobot'][STEPS]}, and its lowest agent, {low}, is above our median",
@@ -612,12 +619,30 @@ def like_for_like_quotes() -> list[str]:
         > float(by["sb3-dqn-acrobot", s]["own_eval_mean"])
         for s in range(20000, 20010)
     )
-    assert float(zoo_low) > max(map(float, acrobot["sb3-qrdqn-acrobot"][SAVED].split(", ")))
+    assert all(
+        float(by["ours-acrobot-zoo-budget", s]["own_eval_mean"])
+        > float(by["sb3-qrdqn-acrobot", s]["own_eval_mean"])
+        for s in range(20000, 20010)
+    )
+    # Sb3-contrib's QR-DQN against its DQN, seed by seed.
+    qr_median, qr_low = acrobot["sb3-qrdqn-acrobot"][SAVED].split(", ")
+    qr_vs_dqn = [
+        float(by["sb3-qrdqn-acrobot", s]["own_eval_mean"])
+        - float(by["sb3-dqn-acrobot", s]["own_eval_mean"])
+        for s in range(20000, 20010)
+    ]
+    (qr_worst,) = [r["seed"] for r in qr if f"{float(r['own_eval_mean']):.1f}" == qr_low]
+    quotes.append(
+        f"a median agent of {qr_median} against {median}, better on "
+        f"{NUMBERS[sum(d > 0 for d in qr_vs_dqn)]} seeds and worse on "
+        f"{NUMBERS[sum(d < 0 for d in qr_vs_dqn)]}, and a lower lowest ({qr_low}, seed "
+        f"{qr_worst}'s, against {low})"
+    )
     commits = {r["commit"][:7] for r in finished if r["variant"] == "ours-acrobot-zoo-budget"}
     seconds = {v: float(acrobot[v]["whole process s: median"]) for v in acrobot}
     quotes += [
         f"our saved agents scored a median of {zoo_median} and a lowest of {zoo_low}, ahead of "
-        f"Stable-Baselines3's DQN on every one of the ten seeds",
+        f"Stable-Baselines3's DQN and its QR-DQN on every one of the ten seeds",
         f"at commit `{commits.pop()}`",
         f"Its whole process took {seconds['ours-acrobot-zoo-budget']} s at the median against "
         f"Stable-Baselines3's {seconds['sb3-dqn-acrobot']} s",
