@@ -285,3 +285,31 @@ def test_action_gaps_reports_each_states_gap_and_the_start_value_against_its_ret
     np.testing.assert_allclose(found["start_values"], 2.0)
     expected = [sum(0.5**k for k in range(n)) for n in found["lengths"]]
     np.testing.assert_allclose(found["start_returns"], expected)
+
+
+def test_first_flag_finds_the_first_episode_that_ends_before_the_time_limit(tmp_path, capsys):
+    import first_flag
+
+    def run(name, seed, solve, returns):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "summary.json").write_text(json.dumps({"seed": seed, "steps_to_solve": solve}))
+        steps = np.cumsum([int(-r) for r in returns])  # a MountainCar episode's steps = -return
+        lines = ["episode,total_steps,return,epsilon"] + [
+            f"{i + 1},{s},{r},0.01" for i, (s, r) in enumerate(zip(steps, returns, strict=True))
+        ]
+        (folder / "episodes.csv").write_text("\n".join(lines) + "\n")
+        return folder
+
+    # Seed 7 times out twice (-200), reaches the flag at step 550, then again; seed 8 never does.
+    found = first_flag.first_flag(run("a", 7, 900, [-200.0, -200.0, -150.0, -120.0]))
+    assert found == {"seed": 7, "steps_to_solve": 900, "first_flag": 550, "flag_to_solve": 350,
+                     "episodes_at_flag": 2, "episodes": 4}  # fmt: skip
+    never = first_flag.first_flag(run("b", 8, None, [-200.0] * 3))
+    assert never["first_flag"] is None and never["flag_to_solve"] is None
+    assert never["episodes_at_flag"] == 0
+    run("c", 9, 1_000, [-110.0, -200.0])
+    assert first_flag.main([str(tmp_path / "a"), str(tmp_path / "c")]) == 0
+    out = capsys.readouterr().out
+    assert "# 2 of 2 runs reached the flag and solved" in out
+    assert "first flag: median 330, range 110-550" in out  # (550 + 110) / 2
