@@ -223,7 +223,6 @@ LIKE_FOR_LIKE = {  # env: (slug, best possible score: an estimate, see like-for-
 
 def runs() -> list[dict]:
     """The like-for-like study's finished runs."""
-
     return csv_rows("like-for-like.csv")
 
 
@@ -861,7 +860,6 @@ def algorithm_flags_quotes() -> list[str]:
 
 def mountaincar_tail_quotes() -> list[str]:
     """algorithm-flags.md's MountainCar section: the held-out slow seed and the screen."""
-
     held = csv_rows("heldout-mountaincar.csv")
     slow = max(held, key=lambda r: int(r["steps_to_solve"]))
     checks = json.loads(slow["evaluations"])
@@ -924,8 +922,6 @@ def mountaincar_tail_quotes() -> list[str]:
         f"put the median at {first(eps['eps9995']['median steps (IQR)'])} and "
         f"{NUMBERS[past]} seeds past 25,000, and the zoo's schedule, to 0.07, at "
         f"{first(eps['eps-zoo']['median steps (IQR)'])}",
-        *held_out_nstep_quotes(),
-        *polish_lr_quotes(),
     ]
 
 
@@ -960,7 +956,6 @@ def polish_lr_quotes() -> list[str]:
 
 def held_out_nstep_quotes() -> list[str]:
     """The held-out run of MountainCar's row and --n-step 5 on 16000-16029."""
-
     table = STUDY / "heldout-mountaincar-nstep.md"
     quotes = []
     for label, variant in (("row", "mountaincar"), ("`--n-step 5`", "nstep5")):
@@ -997,7 +992,10 @@ QUOTES = {
     "results/study/envs.md": envs_quotes,
     "results/study/like-for-like.md": like_for_like_quotes,
     "results/study/algorithm-flags.md": lambda: (
-        algorithm_flags_quotes() + mountaincar_tail_quotes()
+        algorithm_flags_quotes()
+        + mountaincar_tail_quotes()
+        + held_out_nstep_quotes()
+        + polish_lr_quotes()
     ),
 }
 
