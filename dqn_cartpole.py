@@ -110,10 +110,7 @@ class Config:
     # How long to train, and what to keep
     env: str = setting("CartPole-v1", "Gymnasium env id (Box observations, Discrete actions)")
     seed: int = setting(
-        1,
-        "seeds Python, NumPy, TensorFlow and the env, for a repeatable run",
-        low=0,
-        high=2**32 - 1,
+        1, "seeds Python, NumPy, TensorFlow and the env: a repeatable run", low=0, high=2**32 - 1
     )
     max_steps: int = setting(150_000, "give up after this many env steps if not solved")
     polish_steps: int = setting(
@@ -123,9 +120,7 @@ class Config:
         low=0,
     )
     polish_patience: int = setting(
-        0,
-        "once solved, stop after this many checks in a row that keep no new snapshot (0: never)",
-        low=0,
+        0, "once solved, stop after N checks in a row that keep no new snapshot (0: never)", low=0
     )
     polish_lr_factor: float = setting(
         1.0, "once solved, multiply the learning rate by this, in (0, 1]"
@@ -149,9 +144,7 @@ class Config:
     log_every: int = setting(2_000, "print a progress line every this many env steps")
     no_xla: bool = setting(False, "compile the replay without XLA (slower per step)")
     xla_cache: bool = setting(
-        True,
-        "keep XLA's compiled replay in DQN_CARTPOLE_CACHE (default ~/.cache/dqn_cartpole), so "
-        "that later runs skip the compile",
+        True, "cache XLA's compile for later runs in DQN_CARTPOLE_CACHE (~/.cache/dqn_cartpole)"
     )
     # Watching a saved agent instead of training
     watch: str | None = setting(None, "load this .keras model, evaluate it and record a GIF")
@@ -197,22 +190,20 @@ def build_q_network(
     A only has to learn how actions differ, which matters where their values are close."""
     import keras
 
+    init = "he_normal"  # every layer's initial weights, as in the seed
     if dueling:
         inputs = features = keras.Input(shape=(n_observations,))
         for units in hidden:
-            features = keras.layers.Dense(units, activation="relu", kernel_initializer="he_normal")(
-                features
-            )
-        value = keras.layers.Dense(1, kernel_initializer="he_normal")(features)
-        advantage = keras.layers.Dense(n_actions, kernel_initializer="he_normal")(features)
+            layer = keras.layers.Dense(units, activation="relu", kernel_initializer=init)
+            features = layer(features)
+        value = keras.layers.Dense(1, kernel_initializer=init)(features)
+        advantage = keras.layers.Dense(n_actions, kernel_initializer=init)(features)
         q = value + advantage - keras.ops.mean(advantage, axis=1, keepdims=True)
         return keras.Model(inputs, q)
     layers = [keras.Input(shape=(n_observations,))]
     for units in hidden:
-        layers.append(keras.layers.Dense(units, activation="relu", kernel_initializer="he_normal"))
-    layers.append(
-        keras.layers.Dense(n_actions, activation="linear", kernel_initializer="he_normal")
-    )
+        layers.append(keras.layers.Dense(units, activation="relu", kernel_initializer=init))
+    layers.append(keras.layers.Dense(n_actions, activation="linear", kernel_initializer=init))
     return keras.Sequential(layers)
 
 
@@ -239,13 +230,11 @@ def q_values(weights: list[np.ndarray], states: np.ndarray) -> np.ndarray:
     """The Q-network's forward pass in NumPy, from [kernel, bias, kernel, bias, ...]. Acting
     needs one forward pass per env step, and a call of a Keras model costs far more than these
     few small matrix products (results/benchmark.md measures both)."""
+    *trunk, kernel, bias = weights
     hidden = states
-    last = len(weights) - 2
-    for i in range(0, len(weights), 2):
-        hidden = hidden @ weights[i] + weights[i + 1]
-        if i < last:
-            hidden = np.maximum(hidden, 0.0)
-    return hidden
+    for i in range(0, len(trunk), 2):
+        hidden = np.maximum(hidden @ trunk[i] + trunk[i + 1], 0.0)  # ReLU
+    return hidden @ kernel + bias
 
 
 def td_targets(rewards, next_value, terminated, discount):
@@ -273,14 +262,8 @@ class ReplayMemory:
     for a reward that sums k steps.
     """
 
-    def __init__(
-        self,
-        capacity: int,
-        n_observations: int,
-        rng: np.random.Generator,
-        policy: str = "random",
-        batch_rng: np.random.Generator | None = None,
-    ):
+    def __init__(self, capacity: int, n_observations: int, rng: np.random.Generator,
+                 policy: str = "random", batch_rng: np.random.Generator | None = None):  # fmt: skip
         self.rows = np.zeros((capacity, row_width(n_observations)), np.float32)
         self.capacity, self.n_observations, self.size, self.oldest = capacity, n_observations, 0, 0
         self.rng = rng  # picks the slot that a new transition overwrites
@@ -299,13 +282,9 @@ class ReplayMemory:
             slot = self.rng.integers(self.capacity)
         else:
             slot, self.oldest = self.oldest, (self.oldest + 1) % self.capacity
-        n, row = self.n_observations, self.rows[slot]
-        row[:n], row[n : n + 3], row[n + 3 : 2 * n + 3] = (
-            state,
-            (action, reward, terminated),
-            next_state,
+        self.rows[slot] = np.concatenate(
+            [state, (action, reward, terminated), next_state, (discount,)]
         )
-        row[-1] = discount
         return slot
 
     def sample(self, n_batches: int, batch_size: int):
@@ -449,7 +428,7 @@ class DQNAgent:
         batches = self.memory.sample(self.cfg.gradient_steps, self.cfg.batch_size)
         if self.cfg.prioritized:
             importance = self.memory.importance.reshape(batches[0].shape[:2])
-            loss, flat_weights, td_errors = self._replay(*batches, importance)
+            loss, flat_weights, td_errors = self._replay(*batches, importance=importance)
         else:
             loss, flat_weights = self._replay(*batches)
         loss, flat_weights = float(loss), flat_weights.numpy()
@@ -465,23 +444,20 @@ class DQNAgent:
             return fold_quantiles(weights, self.n_actions)
         return fold_dueling(weights) if self.cfg.dueling else weights
 
-    def _gradient_steps(
-        self, states, actions, rewards, next_states, terminated, discounts, importance=None
-    ):
+    def _gradient_steps(self, *batch, importance=None):
+        """cfg.gradient_steps minibatches (states, actions, rewards, next states, terminated,
+        discounts), each of shape (gradient_steps, batch_size, ...): one gradient step each."""
         import tensorflow as tf
 
         loss = tf.constant(0.0)
-        for k in tf.range(tf.shape(states)[0]):
-            loss = self._gradient_step(
-                states[k], actions[k], rewards[k], next_states[k], terminated[k], discounts[k],
-                None if importance is None else importance[k],
-            )  # fmt: skip
+        for k in tf.range(tf.shape(batch[0])[0]):
+            minibatch = [x[k] for x in batch]
+            loss = self._gradient_step(*minibatch, None if importance is None else importance[k])
         # One flat tensor back instead of six: each tensor -> NumPy copy is a call of its own.
         flat = tf.concat([tf.reshape(w, [-1]) for w in self.q_network.weights], axis=0)
         if importance is None:
             return loss, flat
         # Prioritized replay: every drawn transition's TD error after the updates.
-        batch = (states, actions, rewards, next_states, terminated, discounts)
         s, a, r, s2, done, discount = (tf.reshape(x, [-1, *x.shape[2:]]) for x in batch)
         taken_q = tf.gather(self.q_network(s, training=False), a, axis=1, batch_dims=1)
         return loss, flat, td_targets(r, self.next_value(s2), done, discount) - taken_q
@@ -552,12 +528,9 @@ class DQNAgent:
         return tf.gather(next_q, best, axis=1, batch_dims=1)
 
     def _unflatten(self, flat: np.ndarray) -> list[np.ndarray]:
-        parts, start = [], 0
-        for shape in self._shapes:
-            size = math.prod(shape)
-            parts.append(flat[start : start + size].reshape(shape))
-            start += size
-        return parts
+        ends = np.cumsum([math.prod(shape) for shape in self._shapes])
+        parts = np.split(flat, ends[:-1])
+        return [part.reshape(shape) for part, shape in zip(parts, self._shapes, strict=True)]
 
     def scale_learning_rate(self, factor: float) -> None:
         """Multiply Adam's learning rate; the compiled replay reads it as a variable."""

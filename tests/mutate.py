@@ -110,10 +110,6 @@ PLANTED = [
 DENSE_ONLY = "Equivalent: the Q-network is Dense layers alone, the same in training and inference."
 
 EQUIVALENT: dict[tuple[str, str, str], str] = {
-    ("q_values", "last = len(weights) - 2", "`2` -> `3`"): (
-        "Equivalent: the loop's i and len(weights) are both even (a kernel and a bias a layer), "
-        "so i < n - 2 and i < n - 3 hold for the same i: ReLU on every layer but the last."
-    ),
     ("DQNAgent._gradient_step", "q = model(states, training=True)", "`True` -> `False`"): (
         "Equivalent: `training` only changes layers such as dropout or batch normalisation, "
         "and the Q-network is Dense layers alone (build_q_network, and --watch refuses others)."

@@ -1464,10 +1464,11 @@ def test_prioritized_replay_weighs_each_transitions_loss_by_its_importance(tenso
     agent = prioritized_agent(no_xla=True)
     batches = agent.memory.sample(4, 8)
     before = agent.q_network.get_weights()
-    agent._replay(*batches, np.zeros((4, 8), np.float32))  # every weight zero: no gradient
+    zero = np.zeros((4, 8), np.float32)
+    agent._replay(*batches, importance=zero)  # every weight zero: no gradient
     for a, b in zip(before, agent.q_network.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
-    agent._replay(*batches, np.ones((4, 8), np.float32))
+    agent._replay(*batches, importance=np.ones((4, 8), np.float32))
     assert any(
         not np.array_equal(a, b) for a, b in zip(before, agent.q_network.get_weights(), strict=True)
     )
@@ -1484,7 +1485,9 @@ def test_prioritized_replay_steps_on_and_reports_the_importance_weighted_mean_lo
     q = dqn.q_values(agent.weights, state)
     agent.memory.store(state, 0, float(q[0]) + 3.0, next_state, 1.0, 0.81)  # 3 too low
     bias = agent.q_network.get_weights()[-1]
-    loss, *_ = agent._replay(*agent.memory.sample(1, 4), np.full((1, 4), 0.5, np.float32))
+    loss, *_ = agent._replay(
+        *agent.memory.sample(1, 4), importance=np.full((1, 4), 0.5, np.float32)
+    )
     assert float(loss) == pytest.approx(0.5 * 3.0**2 / agent.n_actions, rel=1e-4)
     moved = agent.q_network.get_weights()[-1] - bias
     assert moved[0] == pytest.approx(0.5 * 1e-3 * 2 * 3.0 / 2, rel=1e-3)
