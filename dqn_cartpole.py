@@ -107,6 +107,9 @@ class Config:
     priority_beta: float = setting(
         0.4, "prioritized replay: importance exponent, in [0, 1] at first, 1 by --max-steps"
     )
+    param_noise: float = setting(
+        0.0, "parameter noise: the perturbed network's share of actions unlike the greedy (0: off)"
+    )
     # How long to train, and what to keep
     env: str = setting("CartPole-v1", "Gymnasium env id (Box observations, Discrete actions)")
     seed: int = setting(
@@ -357,9 +360,9 @@ class DQNAgent:
         self.n_observations = int(self.env.observation_space.shape[0])
         # One random stream per use, so that changing one setting (the batch size, say) does not
         # change the others' draws: exploration's coin flips and random actions, the memory's
-        # overwritten slots, its minibatches. The network's initial weights come from Keras'
-        # seed, the env's episodes from reset(seed=...).
-        explore, actions, slots, batches = np.random.SeedSequence(cfg.seed).spawn(4)
+        # overwritten slots, its minibatches, the parameter noise. The network's initial weights
+        # come from Keras' seed, the env's episodes from reset(seed=...).
+        explore, actions, slots, batches, noise = np.random.SeedSequence(cfg.seed).spawn(5)
         self.rng = np.random.default_rng(explore)
         self.env.action_space.seed(int(actions.generate_state(1)[0]))
 
@@ -379,11 +382,13 @@ class DQNAgent:
         )  # fmt: skip
         self.recent: collections.deque = collections.deque()  # the last n steps, for n-step
         self.epsilon = cfg.epsilon_start
+        self.noise_rng, self.noise_scale = np.random.default_rng(noise), 0.01  # --param-noise
 
         # NumPy copies of the Q-network's weights for acting (a dueling head or the quantiles'
         # mean folded into one plain output layer); refreshed after every replay.
         self._shapes = [w.shape for w in self.q_network.get_weights()]
         self.weights = self.acting_weights(self.q_network.get_weights())
+        self.start_episode()  # the first episode's parameter noise, if any
         # XLA fuses the whole loop of gradient steps into one program: faster per gradient step,
         # for a compile at the first replay that the XLA cache saves on later runs.
         self._replay = tf.function(self._gradient_steps, jit_compile=not cfg.no_xla)
@@ -391,10 +396,31 @@ class DQNAgent:
     # Acting ------------------------------------------------------------------------------------
 
     def get_action(self, state: np.ndarray) -> int:
-        """Epsilon-greedy: a random action with probability epsilon, else argmax Q."""
+        """Epsilon-greedy: a random action with probability epsilon, else argmax Q (of the
+        perturbed Q-network, with --param-noise)."""
         if self.rng.random() < self.epsilon:
             return int(self.env.action_space.sample())
-        return int(np.argmax(q_values(self.weights, state)))
+        weights = self.perturbed if self.cfg.param_noise else self.weights
+        return int(np.argmax(q_values(weights, state)))
+
+    def start_episode(self) -> None:
+        """With --param-noise, draw the next episode's noise: one perturbed network acts for
+        the whole episode, exploring by a consistent policy where epsilon's coin flips dither."""
+        if self.cfg.param_noise:
+            self.noise = [self.noise_rng.standard_normal(w.shape, np.float32) for w in self.weights]
+            self.perturb()
+
+    def perturb(self, states=None) -> None:
+        """Parameter-space noise (Plappert et al., 2018): act on the weights plus noise_scale
+        times this episode's noise. Given states (a replay's minibatch), adapt the scale: 1%
+        up if the perturbed greedy action differs from the Q-network's on fewer than a
+        --param-noise fraction of them, 1% down if on more."""
+        noisy = zip(self.weights, self.noise, strict=True)
+        self.perturbed = [w + self.noise_scale * z for w, z in noisy]
+        if states is not None:
+            greedy = np.argmax(q_values(self.weights, states), axis=1)
+            differ = np.mean(greedy != np.argmax(q_values(self.perturbed, states), axis=1))
+            self.noise_scale *= 1.01 if differ < self.cfg.param_noise else 1 / 1.01
 
     def decay_epsilon(self) -> None:
         self.epsilon = max(self.cfg.epsilon_min, self.epsilon * self.cfg.epsilon_decay)
@@ -435,6 +461,8 @@ class DQNAgent:
         if not (math.isfinite(loss) and np.isfinite(flat_weights).all()):
             return math.nan
         self.weights = self.acting_weights(self._unflatten(flat_weights))
+        if self.cfg.param_noise:
+            self.perturb(batches[0][0])  # the first minibatch's states
         if self.cfg.prioritized:
             self.memory.update_priorities(td_errors.numpy())
         return loss
@@ -561,6 +589,7 @@ def train(agent: DQNAgent, cfg: Config, callbacks: Callbacks) -> int:
             agent.update_target_network()
         if terminated or truncated:
             state, _ = agent.env.reset()
+            agent.start_episode()
         if replaying and step % cfg.eval_every == 0:
             solved_now = callbacks.on_evaluation(step, agent.weights)
             if solved_now:  # from here on, polishing: learn more gently if so asked
@@ -1201,6 +1230,7 @@ def validate(cfg: Config) -> None:
         (0 < cfg.polish_lr_factor <= 1, "--polish-lr-factor must be in (0, 1]"),
         (0 <= cfg.priority_alpha <= 1, "--priority-alpha must be in [0, 1]"),
         (0 <= cfg.priority_beta <= 1, "--priority-beta must be in [0, 1]"),
+        (0 <= cfg.param_noise < 1, "--param-noise must be in [0, 1)"),
         (
             not cfg.quantiles or not (cfg.dueling or cfg.prioritized),
             "--quantiles works alone: not with --dueling or --prioritized",

@@ -59,6 +59,8 @@ BAD_INPUTS = [
     (["--polish-lr-factor", "1.5"], "--polish-lr-factor must be in (0, 1]"),
     (["--priority-alpha", "1.5"], "--priority-alpha must be in [0, 1]"),
     (["--priority-beta", "-0.1"], "--priority-beta must be in [0, 1]"),
+    (["--param-noise", "1"], "--param-noise must be in [0, 1)"),
+    (["--param-noise", "-0.1"], "--param-noise must be in [0, 1)"),
     (
         ["--quantiles", "8", "--dueling"],
         "--quantiles works alone: not with --dueling or --prioritized",

@@ -79,6 +79,7 @@ def small_valid_command_lines(draw, envs):
         "priority_alpha": st.floats(0.0, 1.0),
         "priority_beta": st.floats(0.0, 1.0),
         "quantiles": st.integers(0, 5),
+        "param_noise": st.floats(0.0, 0.99),
     }
     linked = ("batch_size", "memory_size", "min_observations")  # always given together
     argv = []

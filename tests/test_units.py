@@ -1608,3 +1608,89 @@ def test_a_quantile_run_saves_a_plain_network_that_is_the_kept_snapshot(
     assert [layer.units for layer in model.layers] == [256, 256, 2]
     for got, kept in zip(model.get_weights(), seen["kept"], strict=True):
         np.testing.assert_array_equal(got, kept)
+
+
+# ---- Parameter-space noise (--param-noise) ---------------------------------------------------
+
+
+def noisy_agent(**overrides):
+    cfg = dict(param_noise=0.1, hidden="16,16", batch_size=32, gradient_steps=2, memory_size=64,
+               min_observations=32, epsilon_start=0.0, epsilon_min=0.0, no_xla=True)  # fmt: skip
+    return dqn.DQNAgent(dqn.Config(**{**cfg, **overrides}))
+
+
+def test_param_noise_acts_on_the_weights_plus_scaled_noise_and_leaves_the_weights_alone(
+    tensorflow_ready,
+):
+    agent = noisy_agent()
+    plain = [w.copy() for w in agent.weights]
+    agent.noise_scale = 0.5  # large enough that the perturbed greedy actions differ
+    agent.start_episode()
+    for w, z, p in zip(agent.weights, agent.noise, agent.perturbed, strict=True):
+        np.testing.assert_allclose(p, w + 0.5 * z, rtol=1e-6)
+    noise = np.concatenate([z.ravel() for z in agent.noise])  # one standard normal per weight
+    assert noise.size == 386 and noise.std() == pytest.approx(1.0, abs=0.15)
+    states = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)
+    perturbed = np.argmax(dqn.q_values(agent.perturbed, states), axis=1)
+    assert (perturbed != np.argmax(dqn.q_values(plain, states), axis=1)).any()
+    np.testing.assert_array_equal([agent.get_action(s) for s in states], perturbed)
+    for w, p in zip(agent.weights, plain, strict=True):  # checks and saving see these
+        np.testing.assert_array_equal(w, p)
+
+
+def test_param_noise_scale_grows_while_the_perturbed_actions_differ_too_rarely_and_shrinks_else(
+    tensorflow_ready,
+):
+    agent = noisy_agent(param_noise=0.2)
+    states = np.random.default_rng(1).normal(size=(100, 4)).astype(np.float32)
+    agent.start_episode()
+    agent.noise = [np.zeros_like(w) for w in agent.weights]  # no difference at all: grow
+    agent.perturb(states)
+    assert agent.noise_scale == pytest.approx(0.01 * 1.01)
+    agent.noise[-1][1] = 1e4  # now every state's perturbed action is 1
+    greedy = np.argmax(dqn.q_values(agent.weights, states), axis=1)
+    assert np.mean(greedy != 1) > 0.2  # they differ more often than --param-noise: shrink
+    agent.perturb(states)  # the perturbed weights use the scale from before this call's change
+    agent.perturb(states)
+    assert agent.noise_scale == pytest.approx(0.01 * 1.01 / 1.01**2)
+
+
+def test_param_noise_is_drawn_at_each_episode_start_and_held_through_the_episode(
+    tensorflow_ready, monkeypatch
+):
+    agent = noisy_agent(max_steps=300, eval_every=10**6, log_every=10**6, epsilon_min=1.0)
+    agent.epsilon = 1.0  # random actions: short episodes, and the noise is drawn all the same
+    noise_at_step, act = [], agent.get_action
+
+    def noting_act(state):
+        noise_at_step.append(agent.noise[0][0, 0])
+        return act(state)
+
+    monkeypatch.setattr(agent, "get_action", noting_act)
+    run = dqn.monitored_training(agent, dqn.StopFlag())
+    ends = [step for _, step, _, _ in run["episodes"]]
+    assert len(ends) > 5
+    starts = [0, *ends[:-1]] if ends[-1] == 300 else [0, *ends]  # the 0-based first steps
+    for first, last in zip(starts, [*starts[1:], 300], strict=True):
+        assert len(set(noise_at_step[first:last])) == 1  # one draw a whole episode
+    assert len({noise_at_step[first] for first in starts}) == len(starts)  # a new one each
+
+
+def test_param_noise_follows_each_replay_and_adapts_on_its_first_minibatch(
+    tensorflow_ready, monkeypatch
+):
+    agent = noisy_agent()
+    fill(agent.memory, 64)
+    agent.start_episode()
+    seen = []
+    monkeypatch.setattr(agent, "perturb", lambda states=None: seen.append(states))
+    batches = agent.memory.sample(2, 32)
+    monkeypatch.setattr(agent.memory, "sample", lambda n, size: batches)
+    agent.experience_replay()
+    np.testing.assert_array_equal(seen[0], batches[0][0])
+    monkeypatch.undo()
+    scale = agent.noise_scale
+    agent.experience_replay()  # the perturbed weights are the new weights plus the noise
+    for w, z, p in zip(agent.weights, agent.noise, agent.perturbed, strict=True):
+        np.testing.assert_allclose(p, w + scale * z, rtol=1e-6)
+    assert agent.noise_scale in (pytest.approx(scale * 1.01), pytest.approx(scale / 1.01))
