@@ -1694,3 +1694,17 @@ def test_param_noise_follows_each_replay_and_adapts_on_its_first_minibatch(
     for w, z, p in zip(agent.weights, agent.noise, agent.perturbed, strict=True):
         np.testing.assert_allclose(p, w + scale * z, rtol=1e-6)
     assert agent.noise_scale in (pytest.approx(scale * 1.01), pytest.approx(scale / 1.01))
+
+
+def test_param_noise_scale_shrinks_when_the_actions_differ_exactly_as_often_as_asked(
+    tensorflow_ready,
+):
+    agent = noisy_agent()
+    states = np.random.default_rng(1).normal(size=(100, 4)).astype(np.float32)
+    agent.noise = [np.zeros_like(w) for w in agent.weights]
+    agent.noise[-1][1] = 1e4  # every state's perturbed action is 1
+    share = np.mean(np.argmax(dqn.q_values(agent.weights, states), axis=1) != 1)
+    agent.cfg = dataclasses.replace(agent.cfg, param_noise=float(share))
+    agent.perturb()
+    agent.perturb(states)  # differ == --param-noise: not fewer, so the scale goes down
+    assert agent.noise_scale == pytest.approx(0.01 / 1.01)
