@@ -15,10 +15,10 @@ What lands in --results-dir: model.keras, summary.json, episodes.csv, rewards.pn
 and after.gif. Where this departs from the seed design (the README says why): only a real
 termination stops the bootstrap, since the 500-step time limit is a truncation; the network
 trains in a compiled TensorFlow function and acts through a NumPy copy of its weights, not by
-predict()/fit() per step; the defaults use Double DQN, 3-step returns and a wider network. The
-seed's own design is one flag set away:
+predict()/fit() per step; the defaults use Double DQN, 3-step returns, a wider network and
+parameter noise. The seed's own design is one flag set away:
     --hidden 24,12 --n-step 1 --no-double-dqn --gamma 0.95 --target-update-every 500
-    --learning-rate 0.001 --epsilon-decay 0.999
+    --learning-rate 0.001 --epsilon-decay 0.999 --param-noise 0
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ class Config:
         0.4, "prioritized replay: importance exponent, in [0, 1] at first, 1 by --max-steps"
     )
     param_noise: float = setting(
-        0.0, "parameter noise: the perturbed network's share of actions unlike the greedy (0: off)"
+        0.1, "parameter noise: the perturbed network's share of actions unlike the greedy (0: off)"
     )
     # How long to train, and what to keep
     env: str = setting("CartPole-v1", "Gymnasium env id (Box observations, Discrete actions)")
@@ -125,9 +125,7 @@ class Config:
     polish_patience: int = setting(
         0, "once solved, stop after N checks in a row that keep no new snapshot (0: never)", low=0
     )
-    polish_lr_factor: float = setting(
-        1.0, "once solved, multiply the learning rate by this, in (0, 1]"
-    )
+    polish_lr_factor: float = setting(1.0, "once solved, scale the learning rate by this in (0, 1]")
     # Greedy evaluation (epsilon 0, on envs of its own)
     eval_every: int = setting(250, "greedy evaluation every N env steps once replay has started")
     eval_episodes: int = setting(10, "episodes per periodic evaluation", high=10_000)
@@ -163,12 +161,13 @@ class Config:
 # Settings per env, as rl-baselines3-zoo keeps its hyperparameters: --env picks a row, and any
 # flag given overrides it. CartPole-v1's row is the defaults above. The other envs' episodes
 # are long until the agent learns, so they check less often; each row was chosen on tuning
-# seeds and then run on fresh ones (results/study/envs.md).
+# seeds and then run on fresh ones (results/study/envs.md), without parameter noise.
 ENV_SETTINGS: dict[str, dict] = {
     "CartPole-v1": {},
-    "Acrobot-v1": {"eval_every": 1_000, "polish_steps": 12_000, "n_step": 1},
-    "MountainCar-v0": {"eval_every": 1_000, "polish_steps": 20_000},
+    "Acrobot-v1": {"eval_every": 1_000, "polish_steps": 12_000, "n_step": 1, "param_noise": 0.0},
+    "MountainCar-v0": {"eval_every": 1_000, "polish_steps": 20_000, "param_noise": 0.0},
     "LunarLander-v3": {
+        "param_noise": 0.0,
         "max_steps": 150_000,
         "memory_size": 50_000,
         "epsilon_decay": 0.9998,
