@@ -165,12 +165,18 @@ def readme_quotes() -> list[str]:
         f"{summary['phase_seconds']['import_tensorflow']:.1f} s of it importing TensorFlow",
         f"from a seed fixed in advance ({40_000:,})",
     ]
+    # The held-out runs before --param-noise 0.1 became the default name that row "default".
     rows = [
-        ("defaults, seeds 9000-9099", "heldout-9000.md", "default"),
-        ("defaults, seeds 5000-5099", "heldout-5000-final.md", "default"),
+        ("defaults, seeds 17000-17099", "heldout-17000.md", "noise01"),
+        ("without parameter noise, seeds 17000-17099", "heldout-17000.md", "default"),
+        ("without parameter noise, seeds 9000-9099", "heldout-9000.md", "default"),
+        ("without parameter noise, seeds 5000-5099", "heldout-5000-final.md", "default"),
         ("the seed's design, seeds 5000-5099", "heldout-5000-final.md", "seed-design"),
     ]
+    assert table_row(STUDY / "heldout-17000.md", "noise01")["flags"] == "`--param-noise 0.1`"
+    assert cfg["param_noise"] == 0.1  # results/ is a run of today's defaults
     for label, table, variant in rows:
+        label = f"[{label}](results/study/{table})"
         row = table_row(STUDY / table, variant)
         unsolved = 100 - int(row["solved"].split("/")[0])
         worst = row["worst"] if row["worst"] != "not solved" else f"not solved ({unsolved} seeds)"
@@ -181,11 +187,12 @@ def readme_quotes() -> list[str]:
         )
     ratio = table_row(STUDY / "heldout-5000-final.md", "seed-design")["ratio to default (95% CI)"]
     times, interval = ratio.split(" (")
-    quotes.append(f"the seed's design took {times} times the defaults' steps to solve (95% "
-                  f"interval {interval.rstrip(')')}, seeds paired)")  # fmt: skip
+    quotes.append(f"The seed's design took {times} times the steps to solve of the defaults "
+                  f"without noise (95% interval {interval.rstrip(')')}, seeds paired)")  # fmt: skip
     cartpole = race(ROOT / "results" / "benchmark.md", "## The race against Stable-Baselines3")
     quotes.append(
-        f"a whole run took {cartpole['ratio']} of its time (medians {cartpole['ours']} s and "
+        f"a whole run without noise took {cartpole['ratio']} of its time "
+        f"(medians {cartpole['ours']} s and "
         f"{cartpole['sb3']} s on seeds 11000-11009"
     )
     quotes += readme_like_for_like()
@@ -1031,6 +1038,35 @@ def param_noise_quotes() -> list[str]:
     return quotes
 
 
+def held_out_17000_quotes() -> list[str]:
+    """The held-out run that made --param-noise 0.1 CartPole's default, seeds 17000-17099."""
+    table, runs = STUDY / "heldout-17000.md", csv_rows("heldout-17000.csv")
+    quotes = []
+    for label, variant in (("without noise", "default"), ("`--param-noise 0.1`", "noise01")):
+        row = table_row(table, variant)
+        rs = [r for r in runs if r["variant"] == variant]
+        steps = [int(r["steps_to_solve"]) for r in rs]
+        seconds = [float(r["process_seconds"]) for r in rs]
+        slowest, median = max(seconds), float(np.median(seconds))
+        ratio = "-" if variant == "default" else row["ratio to default (95% CI)"]
+        quotes.append(
+            f"| {label} | {first(row['median steps (IQR)'])} ({row['95% CI of median']}) | "
+            f"{ratio} | {row['90th percentile']} | {row['worst']} | "
+            f"{sum(n > 10_000 for n in steps)}, {sum(n > 15_000 for n in steps)} | "
+            f"{row['models >= 495']} | {row['models at 500']} | "
+            f"{slowest:.1f} s / {median:.1f} s = {slowest / median:.2f} |"
+        )
+    slow = sorted(runs, key=lambda r: float(r["process_seconds"]))
+    slow = [r for r in slow if r["variant"] == "noise01"][-2:][::-1]
+    quotes.append(
+        f"seed {slow[0]['seed']} solved at {int(slow[0]['steps_to_solve']):,} steps and polished "
+        f"to {int(slow[0]['steps']):,}, {slow[1]['seed']} at {int(slow[1]['steps_to_solve']):,} "
+        f"and to {int(slow[1]['steps']):,}"
+    )
+    quotes.append(f"(the lowest {lowest(table_row(table, 'noise01'))})")
+    return quotes
+
+
 QUOTES = {
     "README.md": readme_quotes,
     "results/benchmark.md": benchmark_quotes,
@@ -1043,6 +1079,7 @@ QUOTES = {
         + held_out_nstep_quotes()
         + polish_lr_quotes()
         + param_noise_quotes()
+        + held_out_17000_quotes()
     ),
 }
 
