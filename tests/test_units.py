@@ -182,7 +182,7 @@ def test_epsilon_decays_every_step_to_its_floor(tensorflow_ready):
 
 
 def test_epsilon_greedy_picks_the_argmax_at_zero_and_explores_at_one(tensorflow_ready):
-    agent = dqn.DQNAgent(dqn.Config(epsilon_start=0.0))
+    agent = dqn.DQNAgent(dqn.Config(epsilon_start=0.0, param_noise=0.0))  # the plain network
     states = np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32)
     greedy = np.argmax(agent.q_network(states).numpy(), axis=1)
     assert set(greedy) == {0, 1}  # the states disagree, so a wrong pick shows
