@@ -165,6 +165,14 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "Equivalent: with no bound the value is never read (the test below it starts with "
         "`bound is not None and`)."
     ),
+    (
+        "DQNAgent.perturb",
+        "noisy = zip(self.weights, self.noise, strict=True)",
+        "`True` -> `False`",
+    ): (
+        "Equivalent: start_episode draws the noise one array per weight array, so the two lists "
+        "always have the same length and `strict` never has a mismatch to refuse."
+    ),
     ("evaluate", "for i, action in zip(live, actions, strict=True):", "`True` -> `False`"): (
         "Equivalent: `strict` only raises when the two differ in length, and `actions` holds "
         "one action for each index in `live`."
