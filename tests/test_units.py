@@ -1619,6 +1619,17 @@ def noisy_agent(**overrides):
     return dqn.DQNAgent(dqn.Config(**{**cfg, **overrides}))
 
 
+def perturb_to_the_rarer_action(agent, states) -> float:
+    """Noise only on the output bias of the action that the greedy policy takes less often
+    on `states`, large enough that the perturbed network always takes it. Returns the share
+    of states where the two differ: at least half, whatever the initial weights."""
+    greedy = np.argmax(dqn.q_values(agent.weights, states), axis=1)
+    rare = int(np.mean(greedy == 1) < 0.5)
+    agent.noise = [np.zeros_like(w) for w in agent.weights]
+    agent.noise[-1][rare] = 1e4
+    return float(np.mean(greedy != rare))
+
+
 def test_param_noise_acts_on_the_weights_plus_scaled_noise_and_leaves_the_weights_alone(
     tensorflow_ready,
 ):
@@ -1647,10 +1658,7 @@ def test_param_noise_scale_grows_while_the_perturbed_actions_differ_too_rarely_a
     agent.noise = [np.zeros_like(w) for w in agent.weights]  # no difference at all: grow
     agent.perturb(states)
     assert agent.noise_scale == pytest.approx(0.01 * 1.01)
-    greedy = np.argmax(dqn.q_values(agent.weights, states), axis=1)
-    rare = int(np.mean(greedy == 1) < 0.5)  # the action the greedy policy takes less often
-    agent.noise[-1][rare] = 1e4  # now every state's perturbed action is that one
-    assert np.mean(greedy != rare) >= 0.5  # more often than --param-noise 0.2: shrink
+    assert perturb_to_the_rarer_action(agent, states) >= 0.5  # more than 0.2: shrink
     agent.perturb(states)  # the perturbed weights use the scale from before this call's change
     agent.perturb(states)
     assert agent.noise_scale == pytest.approx(0.01 * 1.01 / 1.01**2)
@@ -1702,12 +1710,8 @@ def test_param_noise_scale_shrinks_when_the_actions_differ_exactly_as_often_as_a
 ):
     agent = noisy_agent()
     states = np.random.default_rng(1).normal(size=(100, 4)).astype(np.float32)
-    agent.noise = [np.zeros_like(w) for w in agent.weights]
-    greedy = np.argmax(dqn.q_values(agent.weights, states), axis=1)
-    rare = int(np.mean(greedy == 1) < 0.5)
-    agent.noise[-1][rare] = 1e4  # every state's perturbed action is the greedy one's rarer
-    share = np.mean(greedy != rare)  # at least half
-    agent.cfg = dataclasses.replace(agent.cfg, param_noise=float(share))
+    share = perturb_to_the_rarer_action(agent, states)
+    agent.cfg = dataclasses.replace(agent.cfg, param_noise=share)
     agent.perturb()
     agent.perturb(states)  # differ == --param-noise: not fewer, so the scale goes down
     assert agent.noise_scale == pytest.approx(0.01 / 1.01)
