@@ -246,7 +246,9 @@ def readme_like_for_like() -> list[str]:
     quotes, rows = [], {}
     for env, (slug, best) in LIKE_FOR_LIKE.items():
         table = {r["variant"]: r for r in table_rows(STUDY / f"like-for-like-{slug}.md")}
-        ours, sb3 = rows[slug] = table[f"ours-{slug}"], table[f"sb3-dqn-{slug}"]
+        ours = table["ours-cartpole-noise" if slug == "cartpole" else f"ours-{slug}"]
+        sb3 = table[f"sb3-dqn-{slug}"]
+        rows[slug] = ours, sb3
         quotes.append(
             f"| {env} | {ours[SAVED]} | {sb3[SAVED]} | {ours[STEPS]}, {sb3[STEPS]} | {best} |"
         )
@@ -585,6 +587,9 @@ def like_for_like_quotes() -> list[str]:
     ours = [r for r in finished if r["variant"] == "ours-cartpole"]
     sb3 = [r for r in finished if r["variant"] == "sb3-dqn-cartpole"]
     lowest = min(ours, key=lambda r: float(r["own_eval_mean"]))
+    noise = [r for r in finished if r["variant"] == "ours-cartpole-noise"]
+    noise_low = min(noise, key=lambda r: float(r["own_eval_mean"]))
+    perfect = sum(float(r["own_eval_mean"]) == 500.0 for r in noise)
     ours_ll, sb3_ll = lunarlander_at_200(finished)
     quotes.append(
         f"all {NUMBERS[ours_ll]} of our saved agents scored 200 or more on the study's episodes, "
@@ -592,7 +597,10 @@ def like_for_like_quotes() -> list[str]:
     )
     sb3_low = sorted(float(r["own_eval_mean"]) for r in sb3 if float(r["own_eval_mean"]) < 495)
     quotes += [
-        f"Our lowest, {float(lowest['own_eval_mean']):.1f}, is seed {lowest['seed']}'s, which "
+        f"With today's defaults, {perfect} of our {len(noise)} saved agents were perfect on\nall "
+        f"100 episodes, and the lowest scored {float(noise_low['own_eval_mean']):.1f} (seed "
+        f"{noise_low['seed']}, one episode failed at {float(noise_low['own_eval_min']):.0f} steps)",
+        f"our lowest, {float(lowest['own_eval_mean']):.1f}, is seed {lowest['seed']}'s, which "
         f"stopped at its solve ({int(lowest['steps_to_solve']):,} steps)",
         f"failed one of the study's 100 episodes at {float(lowest['own_eval_min']):.0f} steps",
         f"scored {' and '.join(f'{v:.1f}' for v in sb3_low)} on two of ten seeds",
