@@ -209,25 +209,6 @@ def build_q_network(
     return keras.Sequential(layers)
 
 
-def fold_dueling(weights: list[np.ndarray]) -> list[np.ndarray]:
-    """A dueling network's weights [..., V kernel, V bias, A kernel, A bias] as the plain
-    network that computes the same Q-values. Both heads are linear in the last hidden layer h,
-    so V(s) + A(s, a) - mean_a A(s, a) is h @ (w_V + W_A - mean_a W_A) + (b_V + b_A - mean_a b_A):
-    the agent acts, checks and saves with that one output layer."""
-    *trunk, value_kernel, value_bias, advantage_kernel, advantage_bias = weights
-    kernel = value_kernel + advantage_kernel - advantage_kernel.mean(axis=1, keepdims=True)
-    return [*trunk, kernel, value_bias + advantage_bias - advantage_bias.mean()]
-
-
-def fold_quantiles(weights: list[np.ndarray], n_actions: int) -> list[np.ndarray]:
-    """A QR-DQN network's weights, whose last layer gives N quantiles per action, as the plain
-    network whose outputs are their means, the Q-values: the mean is linear in the last hidden
-    layer, so it is one output layer with each action's N columns averaged."""
-    *trunk, kernel, bias = weights
-    kernel, bias = kernel.reshape(len(kernel), n_actions, -1), bias.reshape(n_actions, -1)
-    return [*trunk, kernel.mean(-1), bias.mean(-1)]
-
-
 def q_values(weights: list[np.ndarray], states: np.ndarray) -> np.ndarray:
     """The Q-network's forward pass in NumPy, from [kernel, bias, kernel, bias, ...]. Acting
     needs one forward pass per env step, and a call of a Keras model costs far more than these
@@ -614,6 +595,27 @@ class Callbacks:
     def on_step(self, step: int, reward: float, episode_over: bool, epsilon: float) -> bool:
         """At the end of every env step; True stops training."""
         return False
+
+
+# For acting, checking and saving: a dueling head or QR-DQN's quantiles folded into the one
+# plain output layer that computes the same Q-values (DQNAgent.acting_weights).
+def fold_dueling(weights: list[np.ndarray]) -> list[np.ndarray]:
+    """A dueling network's weights [..., V kernel, V bias, A kernel, A bias] as the plain
+    network that computes the same Q-values. Both heads are linear in the last hidden layer h,
+    so V(s) + A(s, a) - mean_a A(s, a) is h @ (w_V + W_A - mean_a W_A) + (b_V + b_A - mean_a b_A):
+    the agent acts, checks and saves with that one output layer."""
+    *trunk, value_kernel, value_bias, advantage_kernel, advantage_bias = weights
+    kernel = value_kernel + advantage_kernel - advantage_kernel.mean(axis=1, keepdims=True)
+    return [*trunk, kernel, value_bias + advantage_bias - advantage_bias.mean()]
+
+
+def fold_quantiles(weights: list[np.ndarray], n_actions: int) -> list[np.ndarray]:
+    """A QR-DQN network's weights, whose last layer gives N quantiles per action, as the plain
+    network whose outputs are their means, the Q-values: the mean is linear in the last hidden
+    layer, so it is one output layer with each action's N columns averaged."""
+    *trunk, kernel, bias = weights
+    kernel, bias = kernel.reshape(len(kernel), n_actions, -1), bias.reshape(n_actions, -1)
+    return [*trunk, kernel.mean(-1), bias.mean(-1)]
 
 
 # =============================================================================================
