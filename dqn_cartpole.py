@@ -110,6 +110,9 @@ class Config:
     param_noise: float = setting(
         0.1, "parameter noise: the perturbed network's share of actions unlike the greedy (0: off)"
     )
+    count_bonus: float = setting(
+        0.0, "count-based exploration: add BETA / sqrt(visits to the next state's cell) (0: off)"
+    )
     # How long to train, and what to keep
     env: str = setting("CartPole-v1", "Gymnasium env id (Box observations, Discrete actions)")
     seed: int = setting(
@@ -157,6 +160,8 @@ class Config:
         high=2**32 - 1 - 10_000,
     )
 
+
+COUNT_CELLS = 20  # --count-bonus's grid: cells per observation dimension, between its bounds
 
 # Settings per env, as rl-baselines3-zoo keeps its hyperparameters: --env picks a row, and any
 # flag given overrides it. CartPole-v1's row is the defaults above. The other envs' episodes
@@ -363,6 +368,9 @@ class DQNAgent:
         self.recent: collections.deque = collections.deque()  # the last n steps, for n-step
         self.epsilon = cfg.epsilon_start
         self.noise_rng, self.noise_scale = np.random.default_rng(noise), 0.01  # --param-noise
+        space = self.env.observation_space  # --count-bonus: a grid of COUNT_CELLS cells a side
+        self.grid_low, self.cell_size = space.low, (space.high - space.low) / COUNT_CELLS
+        self.visits: collections.Counter = collections.Counter()  # visits per cell
 
         # NumPy copies of the Q-network's weights for acting (a dueling head or the quantiles'
         # mean folded into one plain output layer); refreshed after every replay.
@@ -402,6 +410,15 @@ class DQNAgent:
             differ = np.mean(greedy != np.argmax(q_values(self.perturbed, states), axis=1))
             self.noise_scale *= 1.01 if differ < self.cfg.param_noise else 1 / 1.01
 
+    def exploration_bonus(self, state: np.ndarray) -> float:
+        """Count-based exploration (MBIE-EB's bonus, Strehl & Littman, 2008; with DQN, Tang et
+        al., 2017): BETA / sqrt(n), n the visits so far to the state's cell of a grid over the
+        observation space, this one included. A state seldom reached pays more, so the
+        Q-values lead the greedy policy on to new ground; the bonus fades as the counts grow."""
+        cell = tuple(((state - self.grid_low) // self.cell_size).astype(np.int64))
+        self.visits[cell] += 1
+        return self.cfg.count_bonus / math.sqrt(self.visits[cell])
+
     def decay_epsilon(self) -> None:
         self.epsilon = max(self.cfg.epsilon_min, self.epsilon * self.cfg.epsilon_decay)
 
@@ -409,6 +426,8 @@ class DQNAgent:
         """Store the transition of n steps ago, with the n rewards since, discounted; at the end
         of an episode, the ones still waiting, with fewer rewards. With n = 1 (the seed's), each
         step is stored at once: (state, action, reward, next_state, terminated, gamma)."""
+        if self.cfg.count_bonus:  # stored with the bonus; train()'s log keeps the env's reward
+            reward += self.exploration_bonus(next_state)
         self.recent.append((state, action, reward))
         if len(self.recent) == self.cfg.n_step:
             self._store_oldest(next_state, terminated)
@@ -1232,6 +1251,7 @@ def validate(cfg: Config) -> None:
         (0 <= cfg.priority_alpha <= 1, "--priority-alpha must be in [0, 1]"),
         (0 <= cfg.priority_beta <= 1, "--priority-beta must be in [0, 1]"),
         (0 <= cfg.param_noise < 1, "--param-noise must be in [0, 1)"),
+        (cfg.count_bonus >= 0, "--count-bonus must be >= 0"),
         (
             not cfg.quantiles or not (cfg.dueling or cfg.prioritized),
             "--quantiles works alone: not with --dueling or --prioritized",
@@ -1253,7 +1273,7 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{flag(name)} must name a file or folder, not ''")
     if cfg.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard")
-    sizes = check_env(cfg.env)
+    sizes = check_env(cfg.env, grid=cfg.count_bonus > 0)
     check_hidden(cfg.hidden, sizes)
     memory_bytes = cfg.memory_size * row_width(sizes[0]) * 4
     if memory_bytes > MAX_MEMORY_BYTES:
@@ -1286,8 +1306,9 @@ def check_hidden(text: str, sizes: tuple[int, int]) -> None:
         )
 
 
-def check_env(env_id: str) -> tuple[int, int]:
-    """Refuse an env this DQN cannot train on; return its observation size and action count."""
+def check_env(env_id: str, grid: bool = False) -> tuple[int, int]:
+    """Refuse an env this DQN cannot train on (with `grid`, --count-bonus's: one whose
+    observations are bounded); return its observation size and action count."""
     import gymnasium as gym
 
     try:
@@ -1307,6 +1328,9 @@ def check_env(env_id: str) -> tuple[int, int]:
             raise ConfigError(f"--env {env_id!r} needs a flat Box observation, not {space}")
         if env.spec is None or env.spec.max_episode_steps is None:
             raise ConfigError(f"--env {env_id!r} has no time limit, so episodes may never end")
+        if grid and not np.isfinite(space.high - space.low).all():
+            raise ConfigError(f"--count-bonus needs bounded observations for its grid; {env_id}'s "
+                              "are unbounded")  # fmt: skip
         return int(space.shape[0]), int(env.action_space.n)
     finally:
         env.close()

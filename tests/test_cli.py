@@ -61,6 +61,8 @@ BAD_INPUTS = [
     (["--priority-beta", "-0.1"], "--priority-beta must be in [0, 1]"),
     (["--param-noise", "1"], "--param-noise must be in [0, 1)"),
     (["--param-noise", "-0.1"], "--param-noise must be in [0, 1)"),
+    (["--count-bonus", "-1"], "--count-bonus must be >= 0"),
+    (["--count-bonus", "0.5"], "--count-bonus needs bounded observations for its grid; CartPole"),
     (
         ["--quantiles", "8", "--dueling"],
         "--quantiles works alone: not with --dueling or --prioritized",

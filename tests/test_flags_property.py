@@ -80,6 +80,7 @@ def small_valid_command_lines(draw, envs):
         "priority_beta": st.floats(0.0, 1.0),
         "quantiles": st.integers(0, 5),
         "param_noise": st.floats(0.0, 0.99),
+        "count_bonus": st.floats(0.0, 2.0),
     }
     linked = ("batch_size", "memory_size", "min_observations")  # always given together
     argv = []
@@ -94,6 +95,8 @@ def small_valid_command_lines(draw, envs):
             argv += [dqn.flag(name), str(draw(values.get(name, st.integers(1, 50))))]
     if "--quantiles" in argv and argv[argv.index("--quantiles") + 1] != "0":
         argv = [word for word in argv if word not in ("--dueling", "--prioritized")]  # alone
+    if "CartPole-v1" in argv and "--count-bonus" in argv:  # its grid needs bounded observations
+        del argv[argv.index("--count-bonus") : argv.index("--count-bonus") + 2]
     return argv
 
 

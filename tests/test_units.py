@@ -1715,3 +1715,51 @@ def test_param_noise_scale_shrinks_when_the_actions_differ_exactly_as_often_as_a
     agent.perturb()
     agent.perturb(states)  # differ == --param-noise: not fewer, so the scale goes down
     assert agent.noise_scale == pytest.approx(0.01 / 1.01)
+
+
+# ---- Count-based exploration (--count-bonus) -------------------------------------------------
+
+
+def counting_agent(beta=0.5, **overrides):
+    """A MountainCar agent (observations in [-1.2, 0.6] x [-0.07, 0.07]: cells of 0.09 by
+    0.007 on the 20-a-side grid) with the count bonus on, one-step targets."""
+    cfg = dict(env="MountainCar-v0", count_bonus=beta, n_step=1, hidden="16,16", no_xla=True)
+    return dqn.DQNAgent(dqn.Config(**{**cfg, **overrides}))
+
+
+def in_cell(i, j, where=0.5):
+    """A MountainCar state inside cell (i, j) of the grid, `where` of the way across it."""
+    return np.array([-1.2 + 0.09 * (i + where), -0.07 + 0.007 * (j + where)], np.float32)
+
+
+def test_count_bonus_is_beta_over_the_root_of_the_visits_to_the_states_cell(tensorflow_ready):
+    agent = counting_agent(beta=0.5)
+    # Near both edges of one cell: the same cell, so one count.
+    assert agent.exploration_bonus(in_cell(3, 7, 0.1)) == pytest.approx(0.5)
+    assert agent.exploration_bonus(in_cell(3, 7, 0.9)) == pytest.approx(0.5 / math.sqrt(2))
+    assert agent.exploration_bonus(in_cell(3, 7, 0.5)) == pytest.approx(0.5 / math.sqrt(3))
+    # The next cell along either dimension (just past the edge) is counted apart.
+    assert agent.exploration_bonus(in_cell(4, 7, 0.1)) == pytest.approx(0.5)
+    assert agent.exploration_bonus(in_cell(3, 8, 0.1)) == pytest.approx(0.5)
+    assert agent.exploration_bonus(in_cell(3, 7, 0.9)) == pytest.approx(0.5 / 2)
+    assert agent.visits == {(3, 7): 4, (4, 7): 1, (3, 8): 1}
+
+
+def test_count_bonus_is_added_to_the_stored_reward_of_the_next_states_cell(tensorflow_ready):
+    agent = counting_agent(beta=0.5)
+    state, far = in_cell(0, 0), in_cell(19, 19)
+    for _ in range(3):  # three steps into cell (19, 19): bonuses 0.5, 0.5/sqrt 2, 0.5/sqrt 3
+        agent.remember(state, 1, -1.0, far, False, False)
+    agent.remember(far, 0, -1.0, state, True, False)  # the first step into cell (0, 0)
+    rewards = stored(agent.memory)[:, 2 + 1]
+    np.testing.assert_allclose(rewards, [-0.5, -1 + 0.5 / math.sqrt(2), -1 + 0.5 / math.sqrt(3),
+                                         -0.5], rtol=1e-6)  # fmt: skip
+    assert agent.visits == {(19, 19): 3, (0, 0): 1}  # the next states' cells; not the states'
+
+
+def test_without_count_bonus_the_stored_reward_is_the_envs_and_nothing_is_counted(
+    tensorflow_ready,
+):
+    agent = counting_agent(beta=0.0)
+    agent.remember(in_cell(0, 0), 1, -1.0, in_cell(1, 1), False, False)
+    assert stored(agent.memory)[0, 2 + 1] == -1.0 and not agent.visits
