@@ -1082,6 +1082,50 @@ def held_out_17000_quotes() -> list[str]:
     return quotes
 
 
+def count_bonus_quotes() -> list[str]:
+    """algorithm-flags.md's screen of --count-bonus on MountainCar's tuning seeds: its table,
+    and the figures its prose reads from it."""
+    table, runs = (
+        STUDY / "algo-screen-mountaincar-count.md",
+        csv_rows("algo-screen-mountaincar-count.csv"),
+    )
+    quotes = []
+    for variant, beta in (("mountaincar", None), ("count01", "0.1"), ("count03", "0.3"),
+                          ("count1", "1"), ("count3", "3")):  # fmt: skip
+        row = table_row(table, variant)
+        label = "row (`mountaincar`)" if beta is None else f"`--count-bonus {beta}`"
+        ratio = "-" if beta is None else row["ratio to mountaincar (95% CI)"]
+        faster = "-" if beta is None else row["seeds faster, slower"]
+        quotes.append(
+            f"| {label} | {first(row['median steps (IQR)'])} ({row['95% CI of median']}) | "
+            f"{ratio} | {faster} | {row['90th percentile']} | {row['worst']} | "
+            f"{solved_within(table, variant, '20,000')} | "
+            f"{solved_within(table, variant, '25,000')} |"
+        )
+    row, bonus = table_row(table, "mountaincar"), table_row(table, "count1")
+    ratio, interval = bonus["ratio to mountaincar (95% CI)"].rstrip(")").split(" (")
+    faster, slower = (int(n) for n in bonus["seeds faster, slower"].split(", "))
+    quotes += [
+        f"With 1, the median falls from {first(row['median steps (IQR)'])} steps to "
+        f"{first(bonus['median steps (IQR)'])} ({ratio} of the row's, "
+        f"interval\n{interval}, faster on {faster} seeds of {faster + slower} that differ), the "
+        f"90th percentile from {row['90th percentile']} to {bonus['90th percentile']} and the "
+        f"slowest from {row['worst']} to {bonus['worst']}",
+        f"a median of {bonus[SAVED_MODELS].split(', ')[0]} with 1 against the row's "
+        f"{row[SAVED_MODELS].split(', ')[0]}",
+    ]
+    first_screen = {r["seed"]: r for r in csv_rows("algo-screen-mountaincar.csv")
+                    if r["variant"] == "mountaincar"}  # fmt: skip
+    copied = {r["seed"]: r for r in runs if r["variant"] == "mountaincar"}
+    assert copied == first_screen  # "the row's runs are the first screen's"
+    stopped = sorted(int(r["steps_to_solve"]) for r in runs if r["variant"] == "count10")
+    assert len(stopped) == 3 and min(stopped) > max(
+        int(r["steps_to_solve"]) for r in copied.values()
+    )
+    quotes.append(f"({stopped[0]:,}-{stopped[-1]:,} steps to solve)")
+    return quotes
+
+
 QUOTES = {
     "README.md": readme_quotes,
     "results/benchmark.md": benchmark_quotes,
@@ -1095,6 +1139,7 @@ QUOTES = {
         + polish_lr_quotes()
         + param_noise_quotes()
         + held_out_17000_quotes()
+        + count_bonus_quotes()
     ),
 }
 
