@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import study
 
+import dqn_cartpole as dqn
+
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = ROOT / "results" / "study"
 
@@ -198,7 +200,17 @@ def readme_quotes() -> list[str]:
     quotes += readme_like_for_like()
     for env, table, variant in [
         ("Acrobot-v1 (8400-8429)", "heldout-acrobot-n1.md", "acrobot"),
-        ("MountainCar-v0 (8100-8129)", "heldout-mountaincar.md", "mountaincar"),
+        (
+            "MountainCar-v0, [the row before the count bonus](results/study/envs.md) (8100-8129)",
+            "heldout-mountaincar.md",
+            "mountaincar",
+        ),
+        (
+            "MountainCar-v0, [with the count bonus](results/study/algorithm-flags.md) "
+            "(18000-18029)",
+            "heldout-mountaincar-count.md",
+            "count1",
+        ),
         ("LunarLander-v3 (8200-8229)", "heldout-lunarlander.md", "lunarlander"),
         (
             "Acrobot-v1, [the zoo's settings and budget](results/study/algorithm-flags.md) "
@@ -223,7 +235,7 @@ def readme_quotes() -> list[str]:
 LIKE_FOR_LIKE = {  # env: (slug, best possible score: an estimate, see like-for-like.md)
     "CartPole-v1": ("cartpole", "500"),
     "Acrobot-v1": ("acrobot", "about -61"),
-    "MountainCar-v0": ("mountaincar", "about -97.5"),
+    "MountainCar-v0, the row before the count bonus": ("mountaincar", "about -97.5"),
     "LunarLander-v3": ("lunarlander", ""),
 }
 
@@ -1126,6 +1138,31 @@ def count_bonus_quotes() -> list[str]:
     return quotes
 
 
+def held_out_count_quotes() -> list[str]:
+    """The held-out run that put --count-bonus 1 in MountainCar's row, seeds 18000-18029."""
+    table, runs = STUDY / "heldout-mountaincar-count.md", csv_rows("heldout-mountaincar-count.csv")
+    quotes = []
+    for label, variant in (("row", "mountaincar"), ("`--count-bonus 1`", "count1")):
+        row = table_row(table, variant)
+        ratio = "-" if variant == "mountaincar" else row["ratio to mountaincar (95% CI)"]
+        faster = "-" if variant == "mountaincar" else row["seeds faster, slower"]
+        quotes.append(
+            f"| {label} | {first(row['median steps (IQR)'])} ({row['95% CI of median']}) | "
+            f"{ratio} | {faster} | {row['90th percentile']} | {row['worst']} | "
+            f"{solved_within(table, variant, '20,000')} | "
+            f"{solved_within(table, variant, '25,000')} | {row[SAVED_MODELS]} |"
+        )
+    good = re.search(
+        r"scoring -98.5 or more: mountaincar (\d+)/30, count1 (\d+)/30", table.read_text()
+    )
+    quotes.append(
+        f"{good.group(2)} of its 30 score -98.5 or better against the row's {good.group(1)}"
+    )
+    assert {r["script_sha"] for r in runs} == {"15631bdb889b"}  # the hash the page names
+    assert dqn.ENV_SETTINGS["MountainCar-v0"]["count_bonus"] == 1.0  # "in MountainCar's row now"
+    return quotes
+
+
 QUOTES = {
     "README.md": readme_quotes,
     "results/benchmark.md": benchmark_quotes,
@@ -1140,6 +1177,7 @@ QUOTES = {
         + param_noise_quotes()
         + held_out_17000_quotes()
         + count_bonus_quotes()
+        + held_out_count_quotes()
     ),
 }
 
