@@ -111,7 +111,7 @@ class Config:
         0.1, "parameter noise: the perturbed network's share of actions unlike the greedy (0: off)"
     )
     count_bonus: float = setting(
-        0.0, "count-based exploration: add BETA / sqrt(visits to the next state's cell) (0: off)"
+        0.0, "count bonus: reward + this / sqrt(visits to the next state's grid cell) (0: off)"
     )
     # How long to train, and what to keep
     env: str = setting("CartPole-v1", "Gymnasium env id (Box observations, Discrete actions)")
@@ -410,8 +410,8 @@ class DQNAgent:
 
     def exploration_bonus(self, state: np.ndarray) -> float:
         """Count-based exploration (MBIE-EB's bonus, Strehl & Littman, 2008; with DQN, Tang et
-        al., 2017): BETA / sqrt(n), n the visits so far to the state's cell of a grid over the
-        observation space, this one included. A state seldom reached pays more, so the
+        al., 2017): --count-bonus / sqrt(n), n the visits so far to the state's cell of a grid
+        over the observation space, this one included. A state seldom reached pays more, so the
         Q-values lead the greedy policy on to new ground; the bonus fades as the counts grow."""
         cell = tuple(((state - self.grid_low) // self.cell_size).astype(np.int64))
         self.visits[cell] += 1
