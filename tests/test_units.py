@@ -1743,6 +1743,11 @@ def test_count_bonus_is_beta_over_the_root_of_the_visits_to_the_states_cell(tens
     assert agent.exploration_bonus(in_cell(3, 8, 0.1)) == pytest.approx(0.5)
     assert agent.exploration_bonus(in_cell(3, 7, 0.9)) == pytest.approx(0.5 / 2)
     assert agent.visits == {(3, 7): 4, (4, 7): 1, (3, 8): 1}
+    # Past the bounds the grid goes on, cell by cell: just below the lowest position is cell -1,
+    # not a second share of cell 0.
+    assert agent.exploration_bonus(in_cell(-1, 7, 0.5)) == pytest.approx(0.5)
+    assert agent.exploration_bonus(in_cell(0, 7, 0.5)) == pytest.approx(0.5)
+    assert (-1, 7) in agent.visits
 
 
 def test_count_bonus_is_added_to_the_stored_reward_of_the_next_states_cell(tensorflow_ready):
