@@ -173,6 +173,14 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "Equivalent: start_episode draws the noise one array per weight array, so the two lists "
         "always have the same length and `strict` never has a mismatch to refuse."
     ),
+    (
+        "DQNAgent._unflatten",
+        "return [part.reshape(shape) for part, shape in zip(parts, self._shapes, strict=True)]",
+        "`True` -> `False`",
+    ): (
+        "Equivalent: np.split at the running sums of the shapes' sizes gives exactly one part "
+        "per shape, so `strict` never has a mismatch to refuse."
+    ),
     ("evaluate", "for i, action in zip(live, actions, strict=True):", "`True` -> `False`"): (
         "Equivalent: `strict` only raises when the two differ in length, and `actions` holds "
         "one action for each index in `live`."
