@@ -233,6 +233,20 @@ def test_target_network_starts_equal_and_is_copied_on_update(tensorflow_ready):
 
 
 @pytest.mark.parametrize("no_xla", [False, True], ids=["xla", "no-xla"])
+@pytest.mark.parametrize("steps, batch", [(3, 8), (8, 3)])
+def test_a_replay_takes_gradient_steps_updates_whatever_the_batch_size(
+    tensorflow_ready, no_xla, steps, batch
+):
+    # Adam counts its updates: one per minibatch, gradient_steps of them, not batch_size.
+    cfg = dqn.Config(batch_size=batch, gradient_steps=steps, memory_size=64, no_xla=no_xla)
+    agent = dqn.DQNAgent(cfg)
+    fill(agent.memory, 64)
+    agent.experience_replay()
+    agent.experience_replay()
+    assert int(agent.optimizer.iterations.numpy()) == 2 * steps
+
+
+@pytest.mark.parametrize("no_xla", [False, True], ids=["xla", "no-xla"])
 def test_experience_replay_fits_q_of_taken_action_to_terminal_reward(tensorflow_ready, no_xla):
     cfg = dqn.Config(
         batch_size=16, gradient_steps=50, learning_rate=1e-2, memory_size=64, no_xla=no_xla
