@@ -181,6 +181,16 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "Equivalent: np.split at the running sums of the shapes' sizes gives exactly one part "
         "per shape, so `strict` never has a mismatch to refuse."
     ),
+    (
+        "DQNAgent._gradient_steps",
+        "for k in tf.range(tf.shape(batch[0])[0]):",
+        "`0` -> `1`",
+    ): (
+        "Equivalent where it survives: the line has two such mutants, and the one that survives "
+        "is `batch[0]` -> `batch[1]`, the loop bound read from the actions instead of the "
+        "states, whose first dimension is gradient_steps as well (the other, `[0]` -> `[1]`, "
+        "the batch size, is killed)."
+    ),
     ("evaluate", "for i, action in zip(live, actions, strict=True):", "`True` -> `False`"): (
         "Equivalent: `strict` only raises when the two differ in length, and `actions` holds "
         "one action for each index in `live`."
