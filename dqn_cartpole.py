@@ -113,6 +113,9 @@ class Config:
     count_bonus: float = setting(
         0.0, "count bonus: reward + this / sqrt(visits to the next state's grid cell) (0: off)"
     )
+    average_steps: int = setting(
+        0, "Polyak averaging: checks and the saved model see the weights' mean over ~N steps", low=0
+    )
     # How long to train, and what to keep
     env: str = setting("CartPole-v1", "Gymnasium env id (Box observations, Discrete actions)")
     seed: int = setting(
@@ -164,10 +167,8 @@ class Config:
 COUNT_CELLS = 20  # --count-bonus's grid: cells per observation dimension, between its bounds
 
 # Settings per env, as rl-baselines3-zoo keeps its hyperparameters: --env picks a row, and any
-# flag given overrides it. CartPole-v1's row is the defaults above. The other envs' episodes
-# are long until the agent learns, so they check less often; each row was chosen on tuning
-# seeds and then run on fresh ones (results/study/envs.md), without parameter noise, and
-# MountainCar's count bonus by a held-out run of its own (results/study/algorithm-flags.md).
+# flag given overrides it; CartPole-v1's row is the defaults above. Each row was chosen on tuning
+# seeds, then run on fresh ones (results/study/envs.md, and algorithm-flags.md for its flags).
 # fmt: off
 ENV_SETTINGS: dict[str, dict] = {
     "CartPole-v1": {},
@@ -224,13 +225,11 @@ def q_values(weights: list[np.ndarray], states: np.ndarray) -> np.ndarray:
 
 
 def td_targets(rewards, next_value, terminated, discount):
-    """r + discount * V(s'), or just r where the episode really terminated.
-
-    V(s') is max_a' Q_target(s', a'), or with Double DQN Q_target(s', argmax_a' Q(s', a')).
-    The discount is gamma, or gamma**n for an n-step return (r then sums n discounted rewards).
-    A truncated step (the time limit) still bootstraps: the pole was up, the future was not zero.
-    Works on NumPy arrays and TensorFlow tensors alike.
-    """
+    """r + discount * V(s'), or just r where the episode really terminated; a truncated step
+    (the time limit) still bootstraps: the pole was up, the future was not zero. V(s') is
+    max_a' Q_target(s', a'), or with Double DQN Q_target(s', argmax_a' Q(s', a')); the discount
+    is gamma, or gamma**n for an n-step return (r then sums n discounted rewards). Works on
+    NumPy arrays and TensorFlow tensors alike."""
     return rewards + discount * (1.0 - terminated) * next_value
 
 
@@ -238,14 +237,12 @@ class ReplayMemory:
     """The seed's memory rule on one preallocated array: append until full, then overwrite a
     random slot (or, with policy "fifo", the oldest transition).
 
-    The seed keeps a collections.deque of transitions. Here each transition is one float32 row
-    [state, action, reward, terminated, next_state, discount] of an array allocated once at
-    the full capacity, so a row costs only its data and a minibatch is one fancy-indexing
-    gather, as fast at 1,000,000 rows as at 2,000; a deque of row arrays costs several times
-    the data and finds a row in its middle in time that grows with its length. The array's
-    pages only take memory as it fills. FIFO writes round a ring and sample() counts from its
-    oldest row, so slot i is the i-th oldest, as in a deque(maxlen). The discount is gamma**k
-    for a reward that sums k steps.
+    The seed keeps a collections.deque. Here each transition is one float32 row [state, action,
+    reward, terminated, next_state, discount (gamma**k for k summed rewards)] of an array made
+    once at full capacity, whose pages take memory only as it fills: a row costs its data alone
+    and a minibatch is one gather, as fast at 1,000,000 rows as at 2,000 (a deque of arrays
+    costs several times the data and slows with its length). FIFO writes round a ring, and
+    sample() counts from the oldest row, so slot i is the i-th oldest, as in a deque(maxlen).
     """
 
     def __init__(self, capacity: int, n_observations: int, rng: np.random.Generator,
@@ -341,10 +338,9 @@ class DQNAgent:
         self.env = gym.make(cfg.env)
         self.n_actions = int(self.env.action_space.n)
         self.n_observations = int(self.env.observation_space.shape[0])
-        # One random stream per use, so that changing one setting (the batch size, say) does not
-        # change the others' draws: exploration's coin flips and random actions, the memory's
-        # overwritten slots, its minibatches, the parameter noise. The network's initial weights
-        # come from Keras' seed, the env's episodes from reset(seed=...).
+        # One random stream per use (exploration's coins and actions, the memory's overwritten
+        # slots, its minibatches, the parameter noise), so that changing one setting does not
+        # change the others' draws; initial weights come from Keras' seed, episodes from reset().
         explore, actions, slots, batches, noise = np.random.SeedSequence(cfg.seed).spawn(5)
         self.rng = np.random.default_rng(explore)
         self.env.action_space.seed(int(actions.generate_state(1)[0]))
@@ -374,6 +370,7 @@ class DQNAgent:
         # mean folded into one plain output layer); refreshed after every replay.
         self._shapes = [w.shape for w in self.q_network.get_weights()]
         self.weights = self.acting_weights(self.q_network.get_weights())
+        self.averaged = self.weights  # what the checks see (with --average-steps, a mean)
         self.start_episode()  # the first episode's parameter noise, if any
         # XLA fuses the whole loop of gradient steps into one program: faster per gradient step,
         # for a compile at the first replay that the XLA cache saves on later runs.
@@ -458,6 +455,12 @@ class DQNAgent:
         if not (math.isfinite(loss) and np.isfinite(flat_weights).all()):
             return math.nan
         self.weights = self.acting_weights(self._unflatten(flat_weights))
+        if self.cfg.average_steps:  # Polyak averaging: an exponential moving average
+            keep = 1.0 - self.cfg.train_every / self.cfg.average_steps
+            pairs = zip(self.averaged, self.weights, strict=True)
+            self.averaged = [keep * mean + (1.0 - keep) * w for mean, w in pairs]
+        else:
+            self.averaged = self.weights
         if self.cfg.param_noise:
             self.perturb(batches[0][0])  # the first minibatch's states
         if self.cfg.prioritized:
@@ -588,7 +591,7 @@ def train(agent: DQNAgent, cfg: Config, callbacks: Callbacks) -> int:
             state, _ = agent.env.reset()
             agent.start_episode()
         if replaying and step % cfg.eval_every == 0:
-            solved_now = callbacks.on_evaluation(step, agent.weights)
+            solved_now = callbacks.on_evaluation(step, agent.averaged)
             if solved_now:  # from here on, polishing: learn more gently if so asked
                 agent.scale_learning_rate(cfg.polish_lr_factor)
         if callbacks.on_step(step, reward, terminated or truncated, agent.epsilon):
@@ -846,7 +849,7 @@ def monitored_training(agent: DQNAgent, stop: StopFlag, clock=None, tensorboard=
     clock = clock or PhaseClock()
     monitor = RunMonitor(agent.cfg, agent.env.spec.reward_threshold, clock, stop, tensorboard)
     step = train(agent, agent.cfg, monitor)
-    return monitor.result(step, agent.weights)
+    return monitor.result(step, agent.averaged)
 
 
 class TrainingLog:
@@ -1250,6 +1253,10 @@ def validate(cfg: Config) -> None:
         (0 <= cfg.priority_beta <= 1, "--priority-beta must be in [0, 1]"),
         (0 <= cfg.param_noise < 1, "--param-noise must be in [0, 1)"),
         (cfg.count_bonus >= 0, "--count-bonus must be >= 0"),
+        (
+            cfg.average_steps == 0 or cfg.average_steps >= cfg.train_every,
+            "--average-steps must be 0 or at least --train-every",
+        ),
         (
             not cfg.quantiles or not (cfg.dueling or cfg.prioritized),
             "--quantiles works alone: not with --dueling or --prioritized",

@@ -62,6 +62,8 @@ BAD_INPUTS = [
     (["--param-noise", "1"], "--param-noise must be in [0, 1)"),
     (["--param-noise", "-0.1"], "--param-noise must be in [0, 1)"),
     (["--count-bonus", "-1"], "--count-bonus must be >= 0"),
+    (["--average-steps", "-1"], "--average-steps must be >= 0"),
+    (["--average-steps", "8"], "--average-steps must be 0 or at least --train-every"),
     (["--count-bonus", "0.5"], "--count-bonus needs bounded observations for its grid; CartPole"),
     (
         ["--quantiles", "8", "--dueling"],

@@ -81,6 +81,7 @@ def small_valid_command_lines(draw, envs):
         "quantiles": st.integers(0, 5),
         "param_noise": st.floats(0.0, 0.99),
         "count_bonus": st.floats(0.0, 2.0),
+        "average_steps": st.integers(0, 200),
     }
     linked = ("batch_size", "memory_size", "min_observations")  # always given together
     argv = []
@@ -97,6 +98,10 @@ def small_valid_command_lines(draw, envs):
         argv = [word for word in argv if word not in ("--dueling", "--prioritized")]  # alone
     if "CartPole-v1" in argv and "--count-bonus" in argv:  # its grid needs bounded observations
         del argv[argv.index("--count-bonus") : argv.index("--count-bonus") + 2]
+    if "--average-steps" in argv:  # 0, or at least one replay's steps
+        i, every = argv.index("--average-steps") + 1, dqn.Config().train_every
+        every = int(argv[argv.index("--train-every") + 1]) if "--train-every" in argv else every
+        argv[i] = str(max(int(argv[i]), every)) if argv[i] != "0" else "0"
     return argv
 
 

@@ -1782,3 +1782,49 @@ def test_without_count_bonus_the_stored_reward_is_the_envs_and_nothing_is_counte
     agent = counting_agent(beta=0.0)
     agent.remember(in_cell(0, 0), 1, -1.0, in_cell(1, 1), False, False)
     assert stored(agent.memory)[0, 2 + 1] == -1.0 and not agent.visits
+
+
+# ---- Polyak averaging of the weights (--average-steps) ---------------------------------------
+
+
+def test_average_steps_keeps_an_exponential_moving_average_of_the_replays_weights(
+    tensorflow_ready,
+):
+    # train_every 16 over 64 steps: each replay keeps 3/4 of the mean and adds 1/4 of the new.
+    cfg = small_config(hidden="8", gradient_steps=2, train_every=16, average_steps=64)
+    agent = dqn.DQNAgent(cfg)
+    fill(agent.memory, 64)
+    mean = [w.copy() for w in agent.weights]
+    assert all(np.array_equal(a, w) for a, w in zip(agent.averaged, mean, strict=True))
+    for _ in range(3):
+        agent.experience_replay()
+        mean = [0.75 * m + 0.25 * w for m, w in zip(mean, agent.weights, strict=True)]
+        for a, m in zip(agent.averaged, mean, strict=True):
+            np.testing.assert_allclose(a, m, rtol=1e-6, atol=1e-7)
+    assert not all(np.allclose(a, w) for a, w in zip(agent.averaged, agent.weights, strict=True))
+
+
+def test_without_average_steps_the_checks_see_the_latest_weights(tensorflow_ready):
+    agent = dqn.DQNAgent(small_config(hidden="8", gradient_steps=2))
+    fill(agent.memory, 64)
+    agent.experience_replay()
+    assert agent.averaged is agent.weights
+
+
+def test_the_checks_and_a_run_stopped_before_them_see_the_averaged_weights(tensorflow_ready):
+    cfg = small_config(hidden="8", gradient_steps=2, average_steps=64, eval_every=320)
+    seen = []
+
+    class Watch(dqn.Callbacks):
+        def on_evaluation(self, step, weights):
+            seen.append((weights, agent.averaged, agent.weights))
+            return False
+
+    agent = dqn.DQNAgent(cfg)
+    dqn.train(agent, cfg, Watch())
+    assert len(seen) == 4  # steps 320, 640, 960 and 1,280 of 1,300
+    for given, averaged, latest in seen:  # replays start at step 32, so they differ by 320
+        assert given is averaged and given is not latest
+    stopped = dqn.DQNAgent(small_config(hidden="8", gradient_steps=2, average_steps=64))
+    run = dqn.monitored_training(stopped, dqn.StopFlag())  # no check in 1,300 steps
+    assert run["kept"].weights is stopped.averaged
