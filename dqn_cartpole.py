@@ -172,7 +172,8 @@ COUNT_CELLS = 20  # --count-bonus's grid: cells per observation dimension, betwe
 # fmt: off
 ENV_SETTINGS: dict[str, dict] = {
     "CartPole-v1": {},
-    "Acrobot-v1": {"eval_every": 1_000, "polish_steps": 12_000, "n_step": 1, "param_noise": 0.0},
+    "Acrobot-v1": {"eval_every": 1_000, "polish_steps": 12_000, "n_step": 1, "param_noise": 0.0,
+                   "average_steps": 1_000},
     "MountainCar-v0": {"eval_every": 1_000, "polish_steps": 20_000, "param_noise": 0.0,
                        "count_bonus": 1.0},
     "LunarLander-v3": {"param_noise": 0.0, "max_steps": 150_000, "memory_size": 50_000,
@@ -366,8 +367,7 @@ class DQNAgent:
         self.grid_low, self.cell_size = space.low, (space.high - space.low) / COUNT_CELLS
         self.visits: collections.Counter = collections.Counter()  # visits per cell
 
-        # NumPy copies of the Q-network's weights for acting (a dueling head or the quantiles'
-        # mean folded into one plain output layer); refreshed after every replay.
+        # NumPy weights for acting (dueling or quantile heads folded), refreshed at each replay.
         self._shapes = [w.shape for w in self.q_network.get_weights()]
         self.weights = self.acting_weights(self.q_network.get_weights())
         self.averaged = self.weights  # what the checks see (with --average-steps, a mean)
