@@ -191,6 +191,14 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "states, whose first dimension is gradient_steps as well (the other, `[0]` -> `[1]`, "
         "the batch size, is killed)."
     ),
+    (
+        "DQNAgent.experience_replay",
+        "pairs = zip(self.averaged, self.weights, strict=True)",
+        "`True` -> `False`",
+    ): (
+        "Equivalent: both lists are acting_weights of the same network, one array per weight "
+        "array, so `strict` never has a mismatch to refuse."
+    ),
     ("evaluate", "for i, action in zip(live, actions, strict=True):", "`True` -> `False`"): (
         "Equivalent: `strict` only raises when the two differ in length, and `actions` holds "
         "one action for each index in `live`."
