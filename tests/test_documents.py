@@ -1179,20 +1179,34 @@ def count_bonus_quotes() -> list[str]:
     return quotes
 
 
+def held_out_pair(table: Path, pair, cells) -> list[str]:
+    """A held-out page's two rows, the env's row and the row with the flag: the label, median
+    steps (95% CI), the ratio to the row and seeds faster, slower ('-' for the row itself), then
+    the cells that `cells(row, variant)` gives."""
+    (_, reference), _ = pair
+    quotes = []
+    for label, variant in pair:
+        row = table_row(table, variant)
+        ratio = "-" if variant == reference else row[f"ratio to {reference} (95% CI)"]
+        faster = "-" if variant == reference else row["seeds faster, slower"]
+        quotes.append(
+            f"| {label} | {first(row['median steps (IQR)'])} ({row['95% CI of median']}) | "
+            f"{ratio} | {faster} | " + " | ".join(cells(row, variant)) + " |"
+        )
+    return quotes
+
+
 def held_out_count_quotes() -> list[str]:
     """The held-out run that put --count-bonus 1 in MountainCar's row, seeds 18000-18029."""
     table, runs = STUDY / "heldout-mountaincar-count.md", csv_rows("heldout-mountaincar-count.csv")
-    quotes = []
-    for label, variant in (("row", "mountaincar"), ("`--count-bonus 1`", "count1")):
-        row = table_row(table, variant)
-        ratio = "-" if variant == "mountaincar" else row["ratio to mountaincar (95% CI)"]
-        faster = "-" if variant == "mountaincar" else row["seeds faster, slower"]
-        quotes.append(
-            f"| {label} | {first(row['median steps (IQR)'])} ({row['95% CI of median']}) | "
-            f"{ratio} | {faster} | {row['90th percentile']} | {row['worst']} | "
-            f"{solved_within(table, variant, '20,000')} | "
-            f"{solved_within(table, variant, '25,000')} | {row[SAVED_MODELS]} |"
-        )
+    quotes = held_out_pair(
+        table,
+        (("row", "mountaincar"), ("`--count-bonus 1`", "count1")),
+        lambda row, variant: [
+            row["90th percentile"], row["worst"], solved_within(table, variant, "20,000"),
+            solved_within(table, variant, "25,000"), row[SAVED_MODELS],
+        ],
+    )  # fmt: skip
     good = re.search(
         r"scoring -98.5 or more: mountaincar (\d+)/30, count1 (\d+)/30", table.read_text()
     )
@@ -1258,17 +1272,14 @@ def average_steps_quotes() -> list[str]:
 def held_out_average_quotes() -> list[str]:
     """The held-out run that put --average-steps 1000 in Acrobot's row, seeds 21000-21029."""
     table, runs = STUDY / "heldout-acrobot-average.md", csv_rows("heldout-acrobot-average.csv")
-    quotes = []
-    for label, variant in (("row", "acrobot"), ("`--average-steps 1000`", "avg1000")):
-        row = table_row(table, variant)
-        ratio = "-" if variant == "acrobot" else row["ratio to acrobot (95% CI)"]
-        faster = "-" if variant == "acrobot" else row["seeds faster, slower"]
-        quotes.append(
-            f"| {label} | {first(row['median steps (IQR)'])} ({row['95% CI of median']}) | "
-            f"{ratio} | {faster} | {row['worst']} | {solved_within(table, variant, '20,000')} | "
-            f"{row[SAVED_MODELS]} | {scoring_at_least(table, variant, '-85')} | "
-            f"{row['median process s']} |"
-        )
+    quotes = held_out_pair(
+        table,
+        (("row", "acrobot"), ("`--average-steps 1000`", "avg1000")),
+        lambda row, variant: [
+            row["worst"], solved_within(table, variant, "20,000"), row[SAVED_MODELS],
+            scoring_at_least(table, variant, "-85"), row["median process s"],
+        ],
+    )  # fmt: skip
     row, avg = table_row(table, "acrobot"), table_row(table, "avg1000")
     (median, low), (row_median, row_low) = (
         (float(x) for x in r[SAVED_MODELS].split(", ")) for r in (avg, row)
