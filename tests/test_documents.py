@@ -1341,6 +1341,47 @@ def held_out_average_quotes() -> list[str]:
     return quotes
 
 
+def cartpole_average_quotes() -> list[str]:
+    """algorithm-flags.md's screen of --average-steps on CartPole's tuning seeds 10000-10099."""
+    table = STUDY / "algo-screen-cartpole-average.md"
+    quotes = []
+    for variant, label in (
+        ("default", "defaults"),
+        ("avg1000", "`--average-steps 1000`"),
+        ("avg320", "`--average-steps 320`"),
+    ):
+        row = table_row(table, variant)
+        ratio, split = (
+            ("-", "-") if variant == "default"
+            else (row["ratio to default (95% CI)"], row["seeds faster, slower"])
+        )  # fmt: skip
+        quotes.append(
+            f"| {label} | {first(row['median steps (IQR)'])} ({row['95% CI of median']}) | "
+            f"{ratio} | {split} | {row['90th percentile']} | {row['worst']} | "
+            f"{row[SAVED_MODELS]} | {row['models at 500']} | {row['median process s']} |"
+        )
+    runs = csv_rows("algo-screen-cartpole-average.csv")
+    assert {r["script_sha"] for r in runs} == {"5460b15dc00c"}  # the hash the page names
+    polish = {
+        v: int(np.median([int(r["steps"]) - int(r["steps_to_solve"]) for r in runs
+                          if r["variant"] == v]))
+        for v in ("default", "avg1000", "avg320")
+    }  # fmt: skip
+    ratio = {
+        v: first(table_row(table, v)["ratio to default (95% CI)"]) for v in ("avg1000", "avg320")
+    }
+    slower = table_row(table, "avg1000")["seeds faster, slower"].split(", ")[1]
+    at_500 = {r["variant"]: r["models at 500"].split("/")[0] for r in table_rows(table)}
+    quotes += [
+        f"({ratio['avg1000']} times the defaults' steps with a mean over 1,000 steps, slower on "
+        f"{slower} seeds of 100; {ratio['avg320']} times with 320)",
+        f"(a median of {polish['avg1000']} and {polish['avg320']} steps after the solve, "
+        f"against {polish['default']})",
+        f"({at_500['avg1000']} and {at_500['avg320']}, against {at_500['default']})",
+    ]
+    return quotes
+
+
 QUOTES = {
     "README.md": readme_quotes,
     "results/benchmark.md": benchmark_quotes,
@@ -1358,6 +1399,7 @@ QUOTES = {
         + held_out_count_quotes()
         + average_steps_quotes()
         + held_out_average_quotes()
+        + cartpole_average_quotes()
     ),
 }
 
