@@ -1382,6 +1382,65 @@ def cartpole_average_quotes() -> list[str]:
     return quotes
 
 
+def acrobot_price_quotes() -> list[str]:
+    """algorithm-flags.md's "what -75 costs": the row against the zoo's settings, polished
+    40,000 steps, on Acrobot's tuning seeds 0-29."""
+    table, runs = STUDY / "algo-screen-acrobot-fast.md", csv_rows("algo-screen-acrobot-fast.csv")
+    assert {r["script_sha"] for r in runs} == {"5460b15dc00c"}  # the hash the page names
+    rows = {v: table_row(table, v) for v in ("acrobot", "zoo128-fast", "zoo256-fast")}
+    seconds = {v: float(r["median process s"]) for v, r in rows.items()}
+    times = {v: seconds[v] / seconds["acrobot"] for v in seconds}
+    quotes = []
+    for variant, label in (
+        ("acrobot", "the row"),
+        ("zoo128-fast", "zoo's settings, 128,128, `--average-steps 320`"),
+        ("zoo256-fast", "zoo's settings, 256,256"),
+    ):
+        row = rows[variant]
+        quotes.append(
+            f"| {label} | {first(row['median steps (IQR)'])} | {row['worst']} | "
+            f"{solved_within(table, variant, '20,000')} | {row[SAVED_MODELS]} | "
+            f"{scoring_at_least(table, variant, '-85')} | {row['median process s']} | "
+            f"{'-' if variant == 'acrobot' else f'{times[variant]:.1f}'} |"
+        )
+    for variant, label in (("zoo128-fast", "128,128, averaged"), ("zoo256-fast", "256,256")):
+        solved = [r for r in runs if r["variant"] == variant]
+        kept = [
+            [study.replay_polishing(r, 0, budget)[0] for r in solved]
+            for budget in (10_000, 20_000, 30_000, 40_000)
+        ]
+        cells = " | ".join(f"{np.median(k):.1f}, {min(k):.1f}" for k in kept)
+        quotes.append(f"| {label}: median, lowest | {cells} |")
+    big, row = rows["zoo256-fast"], rows["acrobot"]
+    median, low = (float(x) for x in big[SAVED_MODELS].split(", "))
+    late = 30 - int(solved_within(table, "zoo256-fast", "20,000").split("/")[0])
+    quotes += [
+        f"the saved agents' median is {median}, {-75 - median:.1f} points short of -75, and the "
+        f"lowest {low}: all 30 at -85 or better, where the row has "
+        f"{scoring_at_least(table, 'acrobot', '-85').split('/')[0]}",
+        f"a process takes {times['zoo256-fast']:.1f} times the row's ({big['median process s']} s "
+        f"against {row['median process s']} s), so its race would be about "
+        f"{0.33 * times['zoo256-fast']:.1f} of Stable-Baselines3's time (an estimate: the row's "
+        f"0.33 times {times['zoo256-fast']:.1f}), and {NUMBERS[late]} of its 30 runs solve after "
+        f"20,000 steps",
+        f"takes half the time of 256,256 ({rows['zoo128-fast']['median process s']} s, "
+        f"{times['zoo128-fast']:.1f} times the row's)",
+        f"about 1.5 times the row's process (an estimate: 0.5 / 0.33), about "
+        f"{0.5 / 0.33 * seconds['acrobot']:.0f} s here",
+    ]
+    steps = {v: first(r["median steps (IQR)"]) for v, r in rows.items()}
+    assert steps["zoo128-fast"] == steps["zoo256-fast"]
+    zoo_like = first(table_row(STUDY / "algo-screen-acrobot.md", "zoo-like")["median steps (IQR)"])
+    quotes.append(
+        f"both recipes take a median of {steps['zoo256-fast']} steps, twice the row's "
+        f"{steps['acrobot']} (the `zoo-like` row above took {zoo_like} on these seeds"
+    )
+    assert first(rows["zoo256-fast"]["ratio to acrobot (95% CI)"]) == "2.00"  # "twice"
+    assert 0.45 < seconds["zoo128-fast"] / seconds["zoo256-fast"] < 0.55  # "half the time"
+    assert sum(1 for r in runs if r["variant"] == "zoo256-fast") == 30
+    return quotes
+
+
 QUOTES = {
     "README.md": readme_quotes,
     "results/benchmark.md": benchmark_quotes,
@@ -1400,6 +1459,7 @@ QUOTES = {
         + average_steps_quotes()
         + held_out_average_quotes()
         + cartpole_average_quotes()
+        + acrobot_price_quotes()
     ),
 }
 
