@@ -1367,14 +1367,14 @@ def cartpole_average_quotes() -> list[str]:
                           if r["variant"] == v]))
         for v in ("default", "avg1000", "avg320")
     }  # fmt: skip
-    ratio = {
+    ratios = {
         v: first(table_row(table, v)["ratio to default (95% CI)"]) for v in ("avg1000", "avg320")
     }
     slower = table_row(table, "avg1000")["seeds faster, slower"].split(", ")[1]
     at_500 = {r["variant"]: r["models at 500"].split("/")[0] for r in table_rows(table)}
     quotes += [
-        f"({ratio['avg1000']} times the defaults' steps with a mean over 1,000 steps, slower on "
-        f"{slower} seeds of 100; {ratio['avg320']} times with 320)",
+        f"({ratios['avg1000']} times the defaults' steps with a mean over 1,000 steps, slower on "
+        f"{slower} seeds of 100; {ratios['avg320']} times with 320)",
         f"(a median of {polish['avg1000']} and {polish['avg320']} steps after the solve, "
         f"against {polish['default']})",
         f"({at_500['avg1000']} and {at_500['avg320']}, against {at_500['default']})",
