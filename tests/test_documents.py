@@ -149,6 +149,14 @@ def section(text: str, start: str, end: str = "\n### ") -> str:
     return text.split(start)[1].split(end)[0]
 
 
+def section_race(heading: str) -> float:
+    """The ratio of medians over every seed's row of the benchmark's race under `heading`."""
+    page = (ROOT / "results" / "benchmark.md").read_text()
+    races = RACE_ROW.findall(section(page, heading))
+    ours, theirs = (np.median([float(r[i]) for r in races]) for i in (1, 2))
+    return round(ours / theirs, 2)
+
+
 def readme_quotes() -> list[str]:
     summary = json.loads((ROOT / "results" / "summary.json").read_text())
     assert summary["polish_end"] == "perfect" and summary["final_eval"]["min"] == 500.0
@@ -1389,11 +1397,7 @@ def acrobot_price_quotes() -> list[str]:
     assert {r["script_sha"] for r in runs} == {"5460b15dc00c"}  # the hash the page names
     rows = {v: table_row(table, v) for v in ("acrobot", "zoo128-fast", "zoo256-fast")}
     seconds = {v: float(r["median process s"]) for v, r in rows.items()}
-    page = (ROOT / "results" / "benchmark.md").read_text()
-    races = RACE_ROW.findall(section(page, "### Acrobot-v1 with the row it ships: averaged"))
-    race = round(
-        np.median([float(r[1]) for r in races]) / np.median([float(r[2]) for r in races]), 2
-    )
+    race = section_race("### Acrobot-v1 with the row it ships: averaged")
     times = {v: seconds[v] / seconds["acrobot"] for v in seconds}
     quotes = []
     for variant, label in (
@@ -1446,6 +1450,90 @@ def acrobot_price_quotes() -> list[str]:
     return quotes
 
 
+def goals_quotes() -> list[str]:
+    """algorithm-flags.md's table of the issue's goals against the held-out runs of the rows
+    that ship, and the figures of the paragraphs under it."""
+    yes = {True: "yes", False: "no"}
+    cartpole = STUDY / "heldout-17000.md"
+    now, before = table_row(cartpole, "noise01"), table_row(cartpole, "default")
+    runs = [r for r in csv_rows("heldout-17000.csv") if r["variant"] == "noise01"]
+    seconds = [float(r["process_seconds"]) for r in runs]
+    ratio = round(max(seconds) / float(np.median(seconds)), 2)
+
+    def steps(cell: str) -> int:
+        return int(first(cell).replace(",", ""))
+
+    slowest, p90 = steps(now["worst"]), steps(now["90th percentile"])
+    at_500 = int(now["models at 500"].split("/")[0])
+    median, old_median = first(now["median steps (IQR)"]), first(before["median steps (IQR)"])
+    quotes = [
+        f"| CartPole-v1 (17000-17099) | 90th percentile of steps to solve at most 10,000 | "
+        f"{now['90th percentile']} | {yes[p90 <= 10_000]} |",
+        f"| | slowest solve at most 15,000 steps | {now['worst']} | {yes[slowest <= 15_000]} |",
+        f"| | saved agents at 495 or more | {now['models >= 495']} | "
+        f"{yes[now['models >= 495'] == '100/100']} |",
+        f"| | saved agents at 500, at least 95 | {now['models at 500']} | {yes[at_500 >= 95]} |",
+        f"| | slowest process at most twice the median one | {ratio:.2f} | {yes[ratio <= 2]} |",
+        f"| | median steps no more than the old defaults' on those seeds | {median} against "
+        f"{old_median} | {yes[steps(median) <= steps(old_median)]} |",
+        f"by {slowest - 15_000:,} steps and by {ratio - 2:.2f}",
+    ]
+    acrobot = STUDY / "heldout-acrobot-average.md"
+    row = table_row(acrobot, "avg1000")
+    agent = float(row[SAVED_MODELS].split(", ")[0])
+    below = sum(float(r["own_eval_mean"]) < -85 for r in csv_rows("heldout-acrobot-average.csv")
+                if r["variant"] == "avg1000")  # fmt: skip
+    race = section_race("### Acrobot-v1 with the row it ships: averaged")
+    within = solved_within(acrobot, "avg1000", "20,000")
+    quotes += [
+        f"| Acrobot-v1 (21000-21029) | solved within 20,000 steps | {within} | "
+        f"{yes[within == '30/30']} |",
+        f"| | median saved agent -75 or better | {agent} | {yes[agent >= -75]} |",
+        f"| | no saved agent below -85 | {below} below | {yes[below == 0]} |",
+        f"| | race at most 0.5 of Stable-Baselines3's time | {race:.2f} | {yes[race <= 0.5]} |",
+    ]
+    lunar = float(table_row(STUDY / "heldout-lunarlander.md", "lunarlander")[SAVED_MODELS]
+                  .split(", ")[0])  # fmt: skip
+    races = [section_race("### LunarLander-v3: the row raced on this machine"),
+             section_race("### LunarLander-v3: the first race's seeds again")]  # fmt: skip
+    quotes += [
+        f"| LunarLander-v3 (8200-8229) | median saved agent 230 or more | {lunar} | "
+        f"{yes[lunar >= 230]} |",
+        f"| | race at most 0.5 | {races[0]:.2f} and {races[1]:.2f} | {yes[max(races) <= 0.5]} |",
+    ]
+    mountaincar = STUDY / "heldout-mountaincar-count.md"
+    row = table_row(mountaincar, "count1")
+    car = float(row[SAVED_MODELS].split(", ")[0])
+    within = solved_within(mountaincar, "count1", "25,000")
+    quotes += [
+        f"| MountainCar-v0 (18000-18029) | solved within 25,000 steps | {within} | "
+        f"{yes[within == '30/30']} |",
+        f"| | median saved agent within a point of about -97.5 | {car} | "
+        f"{yes[abs(car + 97.5) <= 1]} |",
+    ]
+    met = sum(quote.endswith("| yes |") for quote in quotes)
+    quotes.append(f"{NUMBERS[met].capitalize()} of fourteen are met")
+    # The tuning seeds' figures: the Polyak section's defaults row of CartPole.
+    tuning = [r for r in csv_rows("algo-screen-cartpole-average.csv") if r["variant"] == "default"]
+    seconds = [float(r["process_seconds"]) for r in tuning]
+    quotes.append(
+        f"(a slowest solve of {max(int(r['steps_to_solve']) for r in tuning):,} steps, and the "
+        f"slowest process {max(seconds) / float(np.median(seconds)):.2f} times the median one"
+    )
+    whole = [r for r in tuning if r["solved"] == "True"]
+    worse = [
+        sum(study.replay_polishing(r, p, 30_000)[0] < study.replay_polishing(r, 0, 30_000)[0]
+            for r in whole)
+        for p in (2, 3, 5, 8, 12)
+    ]  # fmt: skip
+    kept = [study.replay_polishing(r, p, 30_000)[0] for r in whole for p in (2, 3, 5, 8, 12)]
+    assert all(study.replay_polishing(r, 0, 30_000)[0] == 500 for r in whole)  # "ends perfect"
+    quotes.append(f"on {min(worse)} to {max(worse)} of them, the lowest certifying {min(kept):.1f}")
+    zoo = table_row(STUDY / "heldout-acrobot-zoo-budget.md", "zoo-budget")[SAVED_MODELS]
+    quotes.append("a median of {} and a lowest of {}".format(*zoo.split(", ")))
+    return quotes
+
+
 QUOTES = {
     "README.md": readme_quotes,
     "results/benchmark.md": benchmark_quotes,
@@ -1465,6 +1553,7 @@ QUOTES = {
         + held_out_average_quotes()
         + cartpole_average_quotes()
         + acrobot_price_quotes()
+        + goals_quotes()
     ),
 }
 
