@@ -114,7 +114,10 @@ class Config:
         0.0, "count bonus: reward + this / sqrt(visits to the next state's grid cell) (0: off)"
     )
     average_steps: int = setting(
-        0, "Polyak averaging: checks and the saved model see the weights' mean over ~N steps", low=0
+        0,
+        "weight averaging: checks and the saved model see the weights' moving mean over ~N steps "
+        "(0: off)",
+        low=0,
     )
     # How long to train, and what to keep
     env: str = setting("CartPole-v1", "Gymnasium env id (Box observations, Discrete actions)")
@@ -131,7 +134,6 @@ class Config:
     polish_patience: int = setting(
         0, "once solved, stop after N checks in a row that keep no new snapshot (0: never)", low=0
     )
-    polish_lr_factor: float = setting(1.0, "once solved, scale the learning rate by this in (0, 1]")
     # Greedy evaluation (epsilon 0, on envs of its own)
     eval_every: int = setting(250, "greedy evaluation every N env steps once replay has started")
     eval_episodes: int = setting(10, "episodes per periodic evaluation", high=10_000)
@@ -155,7 +157,7 @@ class Config:
     )
     # Watching a saved agent instead of training
     watch: str | None = setting(None, "load this .keras model, evaluate it and record a GIF")
-    episodes: int = setting(100, "episodes to evaluate with --watch", high=10_000)
+    watch_episodes: int = setting(100, "episodes that --watch plays", high=10_000)
     watch_seed: int = setting(
         50_000,
         "--watch plays the episodes that reset from this seed on, which no training run sees",
@@ -163,8 +165,6 @@ class Config:
         high=2**32 - 1 - 10_000,
     )
 
-
-COUNT_CELLS = 20  # --count-bonus's grid: cells per observation dimension, between its bounds
 
 # Settings per env, as rl-baselines3-zoo keeps its hyperparameters: --env picks a row, and any
 # flag given overrides it; CartPole-v1's row is the defaults above. Each row was chosen on tuning
@@ -186,27 +186,12 @@ ENV_SETTINGS: dict[str, dict] = {
 # =============================================================================================
 
 
-def build_q_network(
-    n_observations: int, n_actions: int, hidden: tuple[int, ...], dueling: bool = False
-):
+def build_q_network(n_observations: int, n_actions: int, hidden: tuple[int, ...]):
     """The seed's Q-network: Dense ReLU layers (24 -> 12 in the seed) -> one linear output per
-    action, all He-normal. The agent trains it with Adam on the MSE loss, as the seed does.
-
-    With `dueling` (Wang et al., 2016), two linear heads, V(s) and A(s, a), give Q(s, a) =
-    V(s) + A(s, a) - mean_a A(s, a): every update moves V, so all actions' values at once, and
-    A only has to learn how actions differ, which matters where their values are close."""
+    action, all He-normal. The agent trains it with Adam on the MSE loss, as the seed does."""
     import keras
 
     init = "he_normal"  # every layer's initial weights, as in the seed
-    if dueling:
-        inputs = features = keras.Input(shape=(n_observations,))
-        for units in hidden:
-            layer = keras.layers.Dense(units, activation="relu", kernel_initializer=init)
-            features = layer(features)
-        value = keras.layers.Dense(1, kernel_initializer=init)(features)
-        advantage = keras.layers.Dense(n_actions, kernel_initializer=init)(features)
-        q = value + advantage - keras.ops.mean(advantage, axis=1, keepdims=True)
-        return keras.Model(inputs, q)
     layers = [keras.Input(shape=(n_observations,))]
     for units in hidden:
         layers.append(keras.layers.Dense(units, activation="relu", kernel_initializer=init))
@@ -246,10 +231,10 @@ class ReplayMemory:
     sample() counts from the oldest row, so slot i is the i-th oldest, as in a deque(maxlen).
     """
 
-    def __init__(self, capacity: int, n_observations: int, rng: np.random.Generator,
-                 policy: str = "random", batch_rng: np.random.Generator | None = None):  # fmt: skip
+    def __init__(self, capacity: int, n_observations: int, rng, policy="random", batch_rng=None):
         self.rows = np.zeros((capacity, row_width(n_observations)), np.float32)
-        self.capacity, self.n_observations, self.size, self.oldest = capacity, n_observations, 0, 0
+        self.capacity, self.n_observations = capacity, n_observations
+        self.size, self.oldest = 0, 0
         self.rng = rng  # picks the slot that a new transition overwrites
         self.batch_rng = rng if batch_rng is None else batch_rng  # draws the minibatches
         self.replace_random = policy == "random"
@@ -285,6 +270,447 @@ class ReplayMemory:
         return (self.batch_rng.integers(self.size, size=count) + self.oldest) % self.capacity
 
 
+def row_width(n_observations: int) -> int:
+    """Floats per stored transition: state, action, reward, terminated, next state, discount."""
+    return 2 * n_observations + 4
+
+
+def flat_weights(network):
+    """A network's weights as one flat tensor: one tensor -> NumPy copy instead of six."""
+    import tensorflow as tf
+
+    return tf.concat([tf.reshape(w, [-1]) for w in network.weights], axis=0)
+
+
+def unflatten(flat: np.ndarray, shapes: list[tuple]) -> list[np.ndarray]:
+    ends = np.cumsum([math.prod(shape) for shape in shapes])
+    parts = np.split(flat, ends[:-1])
+    return [part.reshape(shape) for part, shape in zip(parts, shapes, strict=True)]
+
+
+class ParameterNoise:
+    """Parameter-space noise (Plappert et al., 2018): act greedily on the weights plus `scale`
+    times a direction drawn anew each episode, which explores along one direction in weight
+    space where epsilon's coins dither. At each replay the scale adapts: 1% up if the perturbed
+    greedy action differs from the plain one on fewer than a `share` of the states, else down."""
+
+    def __init__(self, share: float, rng: np.random.Generator):
+        self.share, self.rng, self.scale = share, rng, 0.01
+
+    def new_direction(self, weights: list[np.ndarray]) -> None:
+        self.direction = [self.rng.standard_normal(w.shape, np.float32) for w in weights]
+
+    def perturb(self, weights: list[np.ndarray], states=None) -> None:
+        """The perturbed weights; given states, adapt the scale for the next time."""
+        noisy = zip(weights, self.direction, strict=True)
+        self.perturbed = [w + self.scale * z for w, z in noisy]
+        if states is not None:
+            greedy = np.argmax(q_values(weights, states), axis=1)
+            differ = np.mean(greedy != np.argmax(q_values(self.perturbed, states), axis=1))
+            self.scale *= 1.01 if differ < self.share else 1 / 1.01
+
+
+def no_bonus(state: np.ndarray) -> float:
+    """The seed's agent learns from the env's reward alone."""
+    return 0.0
+
+
+class DQNAgent:
+    """Owns the env, the Q-network, the target network, the replay memory and epsilon. The
+    DQN-family options after train() subclass it and override only the methods they change,
+    or give remember() an exploration bonus."""
+
+    def __init__(self, cfg: Config):
+        import gymnasium as gym
+        import keras
+        import tensorflow as tf
+
+        self.cfg = cfg
+        self.env = gym.make(cfg.env)
+        self.n_actions = int(self.env.action_space.n)
+        self.n_observations = int(self.env.observation_space.shape[0])
+        # Seeding, all of it: Keras' seed gives the initial weights; one NumPy stream per use
+        # (exploration's coins and actions, the memory's overwritten slots, its minibatches,
+        # the parameter noise), so that changing one setting does not change the others' draws;
+        # the first reset seeds the env's episodes, and every later one goes on from it.
+        keras.utils.set_random_seed(cfg.seed)
+        explore, actions, slots, batches, noise = np.random.SeedSequence(cfg.seed).spawn(5)
+        self.rng = np.random.default_rng(explore)
+        self.env.action_space.seed(int(actions.generate_state(1)[0]))
+        self.noise = ParameterNoise(cfg.param_noise, np.random.default_rng(noise))
+        self.first_state, _ = self.env.reset(seed=cfg.seed)
+
+        self.q_network = self.build_network()
+        self.target_network = self.build_network()
+        self.update_target_network()
+        self.optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate)
+        self.optimizer.build(self.q_network.trainable_variables)
+        self.loss_fn = keras.losses.get(cfg.loss)  # the seed's MSE, or the Huber loss
+        rngs = np.random.default_rng(slots), np.random.default_rng(batches)
+        self.memory = self.build_memory(*rngs)
+        self.exploration_bonus = no_bonus  # added to each stored reward (make_agent may swap it)
+        self.recent: collections.deque = collections.deque()  # the last n steps, for n-step
+        self.epsilon = cfg.epsilon_start
+
+        # NumPy weights for acting, refreshed at each replay; the last finite ones are kept.
+        self._shapes = [w.shape for w in self.q_network.get_weights()]
+        self.weights = self.acting_weights(self.q_network.get_weights())
+        self.diverged = False
+        self.start_episode()  # the first episode's parameter noise, if any
+        # XLA fuses the whole loop of gradient steps into one program: faster per gradient step,
+        # for a compile at the first replay that the XLA cache saves on later runs.
+        self._replay = tf.function(self._gradient_steps, jit_compile=not cfg.no_xla)
+
+    def build_network(self):
+        return build_q_network(self.n_observations, self.n_actions, hidden_sizes(self.cfg.hidden))
+
+    def build_memory(self, slot_rng, batch_rng) -> ReplayMemory:
+        size, policy = self.cfg.memory_size, self.cfg.memory_policy
+        return ReplayMemory(size, self.n_observations, slot_rng, policy, batch_rng)
+
+    def acting_weights(self, weights: list[np.ndarray]) -> list[np.ndarray]:
+        """The Q-network's weights as the plain network that q_values() computes: the same."""
+        return weights
+
+    # Acting ------------------------------------------------------------------------------------
+
+    def get_action(self, state: np.ndarray) -> int:
+        """Epsilon-greedy: a random action with probability epsilon, else argmax Q (of the
+        perturbed Q-network, with --param-noise)."""
+        if self.rng.random() < self.epsilon:
+            return int(self.env.action_space.sample())
+        weights = self.noise.perturbed if self.cfg.param_noise else self.weights
+        return int(np.argmax(q_values(weights, state)))
+
+    def start_episode(self) -> None:
+        """With --param-noise, a new noise direction for the episode that starts."""
+        if self.cfg.param_noise:
+            self.noise.new_direction(self.weights)
+            self.noise.perturb(self.weights)
+
+    def decay_epsilon(self) -> None:
+        self.epsilon = max(self.cfg.epsilon_min, self.epsilon * self.cfg.epsilon_decay)
+
+    def remember(self, state, action, reward, next_state, terminated, truncated) -> None:
+        """Store the transition of n steps ago, with the n rewards since, discounted; at the end
+        of an episode, the ones still waiting, with fewer rewards. With n = 1 (the seed's), each
+        step is stored at once: (state, action, reward, next_state, terminated, gamma)."""
+        reward += self.exploration_bonus(next_state)  # 0 for the seed's DQN
+        self.recent.append((state, action, reward))
+        if len(self.recent) == self.cfg.n_step:
+            self._store_oldest(next_state, terminated)
+        if terminated or truncated:
+            while self.recent:
+                self._store_oldest(next_state, terminated)
+
+    def _store_oldest(self, next_state, terminated) -> None:
+        gamma = self.cfg.gamma
+        n_step_return = sum(gamma**k * reward for k, (_, _, reward) in enumerate(self.recent))
+        discount = gamma ** len(self.recent)
+        state, action, _ = self.recent.popleft()
+        self.memory.store(state, action, n_step_return, next_state, terminated, discount)
+
+    # Learning ----------------------------------------------------------------------------------
+
+    def experience_replay(self) -> float:
+        """Run cfg.gradient_steps minibatch updates in one compiled call; return the last loss."""
+        batches = self.memory.sample(self.cfg.gradient_steps, self.cfg.batch_size)
+        loss, flat_weights = self._replay(*batches)
+        return self.take_weights(loss, flat_weights, batches[0][0])
+
+    def take_weights(self, loss, flat_weights, states) -> float:
+        """Act on the new weights, and adapt the parameter noise on `states`. Here alone is
+        divergence decided: if the loss or a weight is no longer a finite number, `diverged`
+        is set and the agent keeps acting on the last finite weights."""
+        loss, flat_weights = float(loss), flat_weights.numpy()
+        self.diverged = not (math.isfinite(loss) and np.isfinite(flat_weights).all())
+        if not self.diverged:
+            self.weights = self.acting_weights(unflatten(flat_weights, self._shapes))
+            if self.cfg.param_noise:
+                self.noise.perturb(self.weights, states)
+        return loss
+
+    def _gradient_steps(self, *batch):
+        """cfg.gradient_steps minibatches (states, actions, rewards, next states, terminated,
+        discounts), each of shape (gradient_steps, batch_size, ...): one gradient step each."""
+        import tensorflow as tf
+
+        loss = tf.constant(0.0)
+        for k in tf.range(tf.shape(batch[0])[0]):
+            loss = self._gradient_step(*[x[k] for x in batch])
+        return loss, flat_weights(self.q_network)
+
+    def _gradient_step(self, states, actions, rewards, next_states, terminated, discounts):
+        import tensorflow as tf
+
+        targets = td_targets(rewards, self.next_value(next_states), terminated, discounts)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(self.regression_loss(states, actions, targets))
+        self.apply_gradients(tape, loss)
+        return loss
+
+    def regression_loss(self, states, actions, targets):
+        """Each transition's loss. As in the seed, the target is the network's own output with
+        only the taken action's entry replaced, so the loss pulls on that entry alone."""
+        import tensorflow as tf
+
+        q = self.q_network(states, training=True)
+        taken = tf.one_hot(actions, self.n_actions, on_value=True, off_value=False)
+        target_q = tf.where(taken, targets[:, None], tf.stop_gradient(q))
+        return self.loss_fn(target_q, q)
+
+    def apply_gradients(self, tape, loss) -> None:
+        variables = self.q_network.trainable_variables
+        grads = tape.gradient(loss, variables)
+        self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+
+    def next_value(self, next_states):
+        """V(s') for the TD target: max_a' Q_target(s', a'), or with Double DQN the target
+        network's value of the action that the Q-network picks, which counters the upward
+        bias of taking the max of noisy estimates."""
+        import tensorflow as tf
+
+        next_q = self.target_network(next_states, training=False)
+        if not self.cfg.double_dqn:
+            return tf.reduce_max(next_q, axis=1)
+        online_q = self.q_network(next_states, training=False)
+        best = tf.argmax(online_q, axis=1, output_type=tf.int32)
+        return tf.gather(next_q, best, axis=1, batch_dims=1)
+
+    def update_target_network(self) -> None:
+        self.target_network.set_weights(self.q_network.get_weights())
+
+    def network_to_save(self, weights: list[np.ndarray]):
+        """A Keras Q-network that holds these acting weights, for model.keras."""
+        self.q_network.set_weights(weights)
+        return self.q_network
+
+
+def train(agent: DQNAgent, cfg: Config, callbacks: Callbacks) -> int:
+    """The seed's loop: act, step, remember, replay, copy the target, evaluate. Returns the
+    last env step; `callbacks` (the harness) keeps the history and says when to stop."""
+    state = agent.first_state
+    step = 0
+    for step in range(1, cfg.max_steps + 1):
+        action = agent.get_action(state)
+        next_state, reward, terminated, truncated, _ = agent.env.step(action)
+        agent.remember(state, action, reward, next_state, terminated, truncated)
+        agent.decay_epsilon()
+        state = next_state
+
+        replaying = len(agent.memory) >= cfg.min_observations
+        if replaying and step % cfg.train_every == 0:
+            loss = agent.experience_replay()
+            if agent.diverged:  # the agent keeps its last finite weights; stop here
+                callbacks.on_divergence(step)
+                break
+            callbacks.on_replay(step, loss, agent.weights)
+        if step % cfg.target_update_every == 0:
+            agent.update_target_network()
+        if terminated or truncated:
+            state, _ = agent.env.reset()
+            agent.start_episode()
+        if replaying and step % cfg.eval_every == 0:
+            callbacks.on_evaluation(step, agent.weights)
+        if callbacks.on_step(step, reward, terminated or truncated, agent.epsilon):
+            break
+    return step
+
+
+class Callbacks:
+    """What train() tells the run harness, and asks it, in the spirit of Stable-Baselines3's
+    callbacks. This base listens to nothing and runs to --max-steps; RunMonitor, behind the
+    seam, logs, evaluates, keeps snapshots and decides when to stop."""
+
+    def on_replay(self, step: int, loss: float, weights: list[np.ndarray]) -> None:
+        """After a replay, with the loss and the new weights."""
+
+    def on_divergence(self, step: int) -> None:
+        """Training diverged at this step and stops."""
+
+    def on_evaluation(self, step: int, weights: list[np.ndarray]) -> None:
+        """Every --eval-every steps once replay has begun."""
+
+    def on_step(self, step: int, reward: float, episode_over: bool, epsilon: float) -> bool:
+        """At the end of every env step; True stops training."""
+        return False
+
+
+# =============================================================================================
+# DQN-family options, each off by default and each in one place: a subclass of DQNAgent that
+# overrides only what it changes, or a small object the agent calls. make_agent() picks them.
+# =============================================================================================
+
+
+def make_agent(cfg: Config) -> DQNAgent:
+    """The agent the settings ask for: DQNAgent, or a DQN-family variant of it."""
+    agent_class = DQNAgent
+    if cfg.quantiles:
+        agent_class = QRDQNAgent
+    elif cfg.prioritized:
+        agent_class = PrioritizedDQNAgent
+    if cfg.dueling:  # the dueling head goes on whichever agent was chosen above
+        agent_class = type("Dueling" + agent_class.__name__, (DuelingHead, agent_class), {})
+    agent = agent_class(cfg)
+    if cfg.count_bonus:
+        agent.exploration_bonus = CountBonus(cfg.count_bonus, agent.env.observation_space)
+    return agent
+
+
+class DuelingHead:
+    """--dueling: a mix-in that goes before an agent class and gives it the dueling network,
+    which it acts, checks and saves through as the plain network it folds into."""
+
+    def build_network(self):
+        sizes = hidden_sizes(self.cfg.hidden)
+        return build_dueling_network(self.n_observations, self.n_actions, sizes)
+
+    def acting_weights(self, weights: list[np.ndarray]) -> list[np.ndarray]:
+        return fold_dueling(weights)
+
+    def network_to_save(self, weights: list[np.ndarray]):
+        return plain_network(self, weights)
+
+
+def build_dueling_network(n_observations: int, n_actions: int, hidden: tuple[int, ...]):
+    """The dueling network (Wang et al., 2016): two linear heads, V(s) and A(s, a), on the
+    seed's hidden layers give Q(s, a) = V(s) + A(s, a) - mean_a A(s, a). Every update moves V,
+    so all actions' values at once, and A only has to learn how actions differ, which matters
+    where their values are close."""
+    import keras
+
+    init = "he_normal"
+    inputs = features = keras.Input(shape=(n_observations,))
+    for units in hidden:
+        features = keras.layers.Dense(units, activation="relu", kernel_initializer=init)(features)
+    value = keras.layers.Dense(1, kernel_initializer=init)(features)
+    advantage = keras.layers.Dense(n_actions, kernel_initializer=init)(features)
+    q = value + advantage - keras.ops.mean(advantage, axis=1, keepdims=True)
+    return keras.Model(inputs, q)
+
+
+def fold_dueling(weights: list[np.ndarray]) -> list[np.ndarray]:
+    """A dueling network's weights [..., V kernel, V bias, A kernel, A bias] as the plain
+    network that computes the same Q-values. Both heads are linear in the last hidden layer h,
+    so V(s) + A(s, a) - mean_a A(s, a) is h @ (w_V + W_A - mean_a W_A) + (b_V + b_A - mean_a b_A):
+    the agent acts, checks and saves with that one output layer."""
+    *trunk, value_kernel, value_bias, advantage_kernel, advantage_bias = weights
+    kernel = value_kernel + advantage_kernel - advantage_kernel.mean(axis=1, keepdims=True)
+    return [*trunk, kernel, value_bias + advantage_bias - advantage_bias.mean()]
+
+
+def plain_network(agent: DQNAgent, weights: list[np.ndarray]):
+    """The seed's plain Q-network holding folded acting weights, for model.keras."""
+    sizes = hidden_sizes(agent.cfg.hidden)
+    network = build_q_network(agent.n_observations, agent.n_actions, sizes)
+    network.set_weights(weights)
+    return network
+
+
+class QRDQNAgent(DQNAgent):
+    """--quantiles N, QR-DQN (Dabney et al., 2018): the network gives N quantiles of the return
+    per action, at the levels tau_i = (i + 0.5) / N, and acts on their mean. Each quantile of the
+    taken action is pulled toward every quantile of the target r + discount * Z(s', a') by the
+    quantile Huber loss, which weighs an error by tau_i where the target is above and 1 - tau_i
+    where it is below."""
+
+    def build_network(self):
+        outputs = self.n_actions * self.cfg.quantiles
+        return build_q_network(self.n_observations, outputs, hidden_sizes(self.cfg.hidden))
+
+    def acting_weights(self, weights: list[np.ndarray]) -> list[np.ndarray]:
+        return fold_quantiles(weights, self.n_actions)
+
+    def network_to_save(self, weights: list[np.ndarray]):
+        return plain_network(self, weights)
+
+    def _gradient_step(self, states, actions, rewards, next_states, terminated, discounts):
+        import tensorflow as tf
+
+        n = self.cfg.quantiles
+        targets = td_targets(  # (batch, N), from the target network: no gradient
+            rewards[:, None], self.next_value(next_states), terminated[:, None], discounts[:, None]
+        )
+        levels = (tf.range(n, dtype=tf.float32) + 0.5) / n
+        with tf.GradientTape() as tape:
+            quantiles = tf.reshape(self.q_network(states, training=True), [-1, self.n_actions, n])
+            taken = tf.gather(quantiles, actions, axis=1, batch_dims=1)  # (batch, N)
+            errors = targets[:, None, :] - taken[:, :, None]  # [b, i, j]: target j - quantile i
+            huber = tf.where(tf.abs(errors) <= 1.0, 0.5 * errors**2, tf.abs(errors) - 0.5)
+            weight = tf.abs(levels[None, :, None] - tf.cast(errors < 0, tf.float32))
+            loss = tf.reduce_mean(tf.reduce_sum(tf.reduce_mean(weight * huber, axis=2), axis=1))
+        self.apply_gradients(tape, loss)
+        return loss
+
+    def next_value(self, next_states):
+        """Z(s', a'), the N quantiles of the action whose mean is highest (by the Q-network
+        with Double DQN): shape (batch, N)."""
+        import tensorflow as tf
+
+        shape = [-1, self.n_actions, self.cfg.quantiles]
+        next_q = self.target_network(next_states, training=False)
+        chooser = self.q_network(next_states, training=False) if self.cfg.double_dqn else next_q
+        best = tf.argmax(tf.reduce_mean(tf.reshape(chooser, shape), axis=2), axis=1)
+        return tf.gather(tf.reshape(next_q, shape), tf.cast(best, tf.int32), axis=1, batch_dims=1)
+
+
+def fold_quantiles(weights: list[np.ndarray], n_actions: int) -> list[np.ndarray]:
+    """A QR-DQN network's weights, whose last layer gives N quantiles per action, as the plain
+    network whose outputs are their means, the Q-values: the mean is linear in the last hidden
+    layer, so it is one output layer with each action's N columns averaged."""
+    *trunk, kernel, bias = weights
+    kernel, bias = kernel.reshape(len(kernel), n_actions, -1), bias.reshape(n_actions, -1)
+    return [*trunk, kernel.mean(-1), bias.mean(-1)]
+
+
+class PrioritizedDQNAgent(DQNAgent):
+    """--prioritized: replays the transitions it learns most from more often (below), and
+    weighs each one's loss by its importance weight."""
+
+    def build_memory(self, slot_rng, batch_rng) -> ReplayMemory:
+        cfg = self.cfg
+        return PrioritizedReplayMemory(
+            cfg.memory_size,
+            self.n_observations,
+            slot_rng,
+            cfg.memory_policy,
+            batch_rng,
+            alpha=cfg.priority_alpha,
+            beta=cfg.priority_beta,
+            beta_steps=cfg.max_steps,
+        )
+
+    def experience_replay(self) -> float:
+        batches = self.memory.sample(self.cfg.gradient_steps, self.cfg.batch_size)
+        importance = self.memory.importance.reshape(batches[0].shape[:2])
+        loss, flat_weights, td_errors = self._replay(*batches, importance=importance)
+        loss = self.take_weights(loss, flat_weights, batches[0][0])
+        if not self.diverged:
+            self.memory.update_priorities(td_errors.numpy())
+        return loss
+
+    def _gradient_steps(self, *batch, importance):
+        import tensorflow as tf
+
+        loss = tf.constant(0.0)
+        for k in tf.range(tf.shape(batch[0])[0]):
+            loss = self._weighted_step(*[x[k] for x in batch], importance[k])
+        # Every drawn transition's TD error after the updates: its new priority.
+        s, a, r, s2, done, discount = (tf.reshape(x, [-1, *x.shape[2:]]) for x in batch)
+        taken_q = tf.gather(self.q_network(s, training=False), a, axis=1, batch_dims=1)
+        td_errors = td_targets(r, self.next_value(s2), done, discount) - taken_q
+        return loss, flat_weights(self.q_network), td_errors
+
+    def _weighted_step(self, states, actions, rewards, next_states, terminated, discounts, weight):
+        import tensorflow as tf
+
+        targets = td_targets(rewards, self.next_value(next_states), terminated, discounts)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(weight * self.regression_loss(states, actions, targets))
+        self.apply_gradients(tape, loss)
+        return loss
+
+
 class PrioritizedReplayMemory(ReplayMemory):
     """Proportional prioritized replay (Schaul et al., 2016), same array, same overwrite rule:
     draw transition i with chance P(i) = p_i / sum p, p_i = (|TD error| + 1e-6)**alpha from the
@@ -307,9 +733,10 @@ class PrioritizedReplayMemory(ReplayMemory):
 
     def draw(self, count: int) -> np.ndarray:
         cumulative = np.cumsum(self.priorities[: self.size])
-        picks = self.batch_rng.random(count) * cumulative[-1]
+        total = cumulative[-1]
+        picks = self.batch_rng.random(count) * total
         self.slots = np.minimum(np.searchsorted(cumulative, picks, side="right"), self.size - 1)
-        chance = self.priorities[self.slots] / cumulative[-1]
+        chance = self.priorities[self.slots] / total
         beta = self.beta + (1.0 - self.beta) * min(1.0, self.stored / self.beta_steps)
         weights = (self.size * chance) ** -beta
         self.importance = (weights / weights.max()).astype(np.float32)
@@ -322,320 +749,25 @@ class PrioritizedReplayMemory(ReplayMemory):
         self.max_priority = max(self.max_priority, float(priorities.max()))
 
 
-def row_width(n_observations: int) -> int:
-    """Floats per stored transition: state, action, reward, terminated, next state, discount."""
-    return 2 * n_observations + 4
+COUNT_CELLS = 20  # --count-bonus's grid: cells per observation dimension, between its bounds
 
 
-class DQNAgent:
-    """Owns the env, the Q-network, the target network, the replay memory and epsilon."""
+class CountBonus:
+    """--count-bonus BETA, count-based exploration (MBIE-EB's bonus, Strehl & Littman, 2008;
+    with DQN, Tang et al., 2017): BETA / sqrt(n), n the visits so far to the state's cell of a
+    grid over the observation space, this one included. The agent stores the reward plus this,
+    so a state seldom reached pays more and the Q-values lead the greedy policy on to new
+    ground; the bonus fades as the counts grow. train()'s log keeps the env's reward."""
 
-    def __init__(self, cfg: Config):
-        import gymnasium as gym
-        import keras
-        import tensorflow as tf
-
-        self.cfg = cfg
-        self.env = gym.make(cfg.env)
-        self.n_actions = int(self.env.action_space.n)
-        self.n_observations = int(self.env.observation_space.shape[0])
-        # One random stream per use (exploration's coins and actions, the memory's overwritten
-        # slots, its minibatches, the parameter noise), so that changing one setting does not
-        # change the others' draws; initial weights come from Keras' seed, episodes from reset().
-        explore, actions, slots, batches, noise = np.random.SeedSequence(cfg.seed).spawn(5)
-        self.rng = np.random.default_rng(explore)
-        self.env.action_space.seed(int(actions.generate_state(1)[0]))
-
-        layers, outputs = hidden_sizes(cfg.hidden), self.n_actions * (cfg.quantiles or 1)
-        self.q_network = build_q_network(self.n_observations, outputs, layers, cfg.dueling)
-        self.target_network = build_q_network(self.n_observations, outputs, layers, cfg.dueling)
-        self.update_target_network()
-        self.optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate)
-        self.optimizer.build(self.q_network.trainable_variables)
-        self.loss_fn = keras.losses.get(cfg.loss)  # the seed's MSE, or the Huber loss
-        memory_args = (cfg.memory_size, self.n_observations, np.random.default_rng(slots),
-                       cfg.memory_policy, np.random.default_rng(batches))  # fmt: skip
-        self.memory = (
-            PrioritizedReplayMemory(*memory_args, alpha=cfg.priority_alpha,
-                                    beta=cfg.priority_beta, beta_steps=cfg.max_steps)
-            if cfg.prioritized else ReplayMemory(*memory_args)
-        )  # fmt: skip
-        self.recent: collections.deque = collections.deque()  # the last n steps, for n-step
-        self.epsilon = cfg.epsilon_start
-        self.noise_rng, self.noise_scale = np.random.default_rng(noise), 0.01  # --param-noise
-        space = self.env.observation_space  # --count-bonus: a grid of COUNT_CELLS cells a side
-        self.grid_low, self.cell_size = space.low, (space.high - space.low) / COUNT_CELLS
+    def __init__(self, beta: float, space):
+        self.beta, self.low = beta, space.low
+        self.cell_size = (space.high - space.low) / COUNT_CELLS
         self.visits: collections.Counter = collections.Counter()  # visits per cell
 
-        # NumPy weights for acting (dueling or quantile heads folded), refreshed at each replay.
-        self._shapes = [w.shape for w in self.q_network.get_weights()]
-        self.weights = self.acting_weights(self.q_network.get_weights())
-        self.averaged = self.weights  # what the checks see (with --average-steps, a mean)
-        self.start_episode()  # the first episode's parameter noise, if any
-        # XLA fuses the whole loop of gradient steps into one program: faster per gradient step,
-        # for a compile at the first replay that the XLA cache saves on later runs.
-        self._replay = tf.function(self._gradient_steps, jit_compile=not cfg.no_xla)
-
-    # Acting ------------------------------------------------------------------------------------
-
-    def get_action(self, state: np.ndarray) -> int:
-        """Epsilon-greedy: a random action with probability epsilon, else argmax Q (of the
-        perturbed Q-network, with --param-noise)."""
-        if self.rng.random() < self.epsilon:
-            return int(self.env.action_space.sample())
-        weights = self.perturbed if self.cfg.param_noise else self.weights
-        return int(np.argmax(q_values(weights, state)))
-
-    def start_episode(self) -> None:
-        """With --param-noise, draw the next episode's noise: one perturbed network acts for
-        the whole episode, exploring by a consistent policy where epsilon's coin flips dither."""
-        if self.cfg.param_noise:
-            self.noise = [self.noise_rng.standard_normal(w.shape, np.float32) for w in self.weights]
-            self.perturb()
-
-    def perturb(self, states=None) -> None:
-        """Parameter-space noise (Plappert et al., 2018): act on the weights plus noise_scale
-        times this episode's noise. Given states (a replay's minibatch), adapt the scale: 1%
-        up if the perturbed greedy action differs from the Q-network's on fewer than a
-        --param-noise fraction of them, 1% down if on more."""
-        noisy = zip(self.weights, self.noise, strict=True)
-        self.perturbed = [w + self.noise_scale * z for w, z in noisy]
-        if states is not None:
-            greedy = np.argmax(q_values(self.weights, states), axis=1)
-            differ = np.mean(greedy != np.argmax(q_values(self.perturbed, states), axis=1))
-            self.noise_scale *= 1.01 if differ < self.cfg.param_noise else 1 / 1.01
-
-    def exploration_bonus(self, state: np.ndarray) -> float:
-        """Count-based exploration (MBIE-EB's bonus, Strehl & Littman, 2008; with DQN, Tang et
-        al., 2017): --count-bonus / sqrt(n), n the visits so far to the state's cell of a grid
-        over the observation space, this one included. A state seldom reached pays more, so the
-        Q-values lead the greedy policy on to new ground; the bonus fades as the counts grow."""
-        cell = tuple(((state - self.grid_low) // self.cell_size).astype(np.int64))
+    def __call__(self, state: np.ndarray) -> float:
+        cell = tuple(((state - self.low) // self.cell_size).astype(np.int64))
         self.visits[cell] += 1
-        return self.cfg.count_bonus / math.sqrt(self.visits[cell])
-
-    def decay_epsilon(self) -> None:
-        self.epsilon = max(self.cfg.epsilon_min, self.epsilon * self.cfg.epsilon_decay)
-
-    def remember(self, state, action, reward, next_state, terminated, truncated) -> None:
-        """Store the transition of n steps ago, with the n rewards since, discounted; at the end
-        of an episode, the ones still waiting, with fewer rewards. With n = 1 (the seed's), each
-        step is stored at once: (state, action, reward, next_state, terminated, gamma)."""
-        if self.cfg.count_bonus:  # stored with the bonus; train()'s log keeps the env's reward
-            reward += self.exploration_bonus(next_state)
-        self.recent.append((state, action, reward))
-        if len(self.recent) == self.cfg.n_step:
-            self._store_oldest(next_state, terminated)
-        if terminated or truncated:
-            while self.recent:
-                self._store_oldest(next_state, terminated)
-
-    def _store_oldest(self, next_state, terminated) -> None:
-        gamma = self.cfg.gamma
-        n_step_return = sum(gamma**k * reward for k, (_, _, reward) in enumerate(self.recent))
-        discount = gamma ** len(self.recent)
-        state, action, _ = self.recent.popleft()
-        self.memory.store(state, action, n_step_return, next_state, terminated, discount)
-
-    # Learning ----------------------------------------------------------------------------------
-
-    def experience_replay(self) -> float:
-        """Run cfg.gradient_steps minibatch updates in one compiled call; return the last loss.
-
-        If the loss or any weight is no longer a finite number, return NaN and keep the NumPy
-        weights as they were: the last finite ones (the Keras network holds the broken ones).
-        """
-        batches = self.memory.sample(self.cfg.gradient_steps, self.cfg.batch_size)
-        if self.cfg.prioritized:
-            importance = self.memory.importance.reshape(batches[0].shape[:2])
-            loss, flat_weights, td_errors = self._replay(*batches, importance=importance)
-        else:
-            loss, flat_weights = self._replay(*batches)
-        loss, flat_weights = float(loss), flat_weights.numpy()
-        if not (math.isfinite(loss) and np.isfinite(flat_weights).all()):
-            return math.nan
-        self.weights = self.acting_weights(self._unflatten(flat_weights))
-        if self.cfg.average_steps:  # Polyak averaging: an exponential moving average
-            keep = 1.0 - self.cfg.train_every / self.cfg.average_steps
-            pairs = zip(self.averaged, self.weights, strict=True)
-            self.averaged = [keep * mean + (1.0 - keep) * w for mean, w in pairs]
-        else:
-            self.averaged = self.weights
-        if self.cfg.param_noise:
-            self.perturb(batches[0][0])  # the first minibatch's states
-        if self.cfg.prioritized:
-            self.memory.update_priorities(td_errors.numpy())
-        return loss
-
-    def acting_weights(self, weights: list[np.ndarray]) -> list[np.ndarray]:
-        if self.cfg.quantiles:
-            return fold_quantiles(weights, self.n_actions)
-        return fold_dueling(weights) if self.cfg.dueling else weights
-
-    def _gradient_steps(self, *batch, importance=None):
-        """cfg.gradient_steps minibatches (states, actions, rewards, next states, terminated,
-        discounts), each of shape (gradient_steps, batch_size, ...): one gradient step each."""
-        import tensorflow as tf
-
-        loss = tf.constant(0.0)
-        for k in tf.range(tf.shape(batch[0])[0]):
-            minibatch = [x[k] for x in batch]
-            loss = self._gradient_step(*minibatch, None if importance is None else importance[k])
-        # One flat tensor back instead of six: each tensor -> NumPy copy is a call of its own.
-        flat = tf.concat([tf.reshape(w, [-1]) for w in self.q_network.weights], axis=0)
-        if importance is None:
-            return loss, flat
-        # Prioritized replay: every drawn transition's TD error after the updates.
-        s, a, r, s2, done, discount = (tf.reshape(x, [-1, *x.shape[2:]]) for x in batch)
-        taken_q = tf.gather(self.q_network(s, training=False), a, axis=1, batch_dims=1)
-        return loss, flat, td_targets(r, self.next_value(s2), done, discount) - taken_q
-
-    def _gradient_step(
-        self, states, actions, rewards, next_states, terminated, discounts, importance=None
-    ):
-        import tensorflow as tf
-
-        if self.cfg.quantiles:
-            return self._quantile_step(states, actions, rewards, next_states, terminated, discounts)
-        model = self.q_network
-        targets = td_targets(rewards, self.next_value(next_states), terminated, discounts)
-        with tf.GradientTape() as tape:
-            q = model(states, training=True)
-            # As in the seed, the regression target is the network's own output with only the
-            # taken action's entry replaced, so the loss pulls on that entry alone.
-            taken = tf.one_hot(actions, self.n_actions, on_value=True, off_value=False)
-            target_q = tf.where(taken, targets[:, None], tf.stop_gradient(q))
-            if importance is None:
-                loss = tf.reduce_mean(self.loss_fn(target_q, q))
-            else:  # prioritized replay: each transition's loss times its importance weight
-                loss = tf.reduce_mean(importance * self.loss_fn(target_q, q))
-        grads = tape.gradient(loss, model.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        return loss
-
-    def _quantile_step(self, states, actions, rewards, next_states, terminated, discounts):
-        """QR-DQN (Dabney et al., 2018): the network gives N quantiles of the return per action,
-        at the levels tau_i = (i + 0.5) / N. Each quantile of the taken action is pulled toward
-        every quantile of the target r + discount * Z(s', a') by the quantile Huber loss, which
-        weighs an error by tau_i where the target is above and 1 - tau_i where it is below."""
-        import tensorflow as tf
-
-        n = self.cfg.quantiles
-        targets = td_targets(  # (batch, N), from the target network: no gradient
-            rewards[:, None], self.next_value(next_states), terminated[:, None], discounts[:, None]
-        )
-        levels = (tf.range(n, dtype=tf.float32) + 0.5) / n
-        with tf.GradientTape() as tape:
-            quantiles = tf.reshape(self.q_network(states, training=True), [-1, self.n_actions, n])
-            taken = tf.gather(quantiles, actions, axis=1, batch_dims=1)  # (batch, N)
-            errors = targets[:, None, :] - taken[:, :, None]  # [b, i, j]: target j - quantile i
-            huber = tf.where(tf.abs(errors) <= 1.0, 0.5 * errors**2, tf.abs(errors) - 0.5)
-            weight = tf.abs(levels[None, :, None] - tf.cast(errors < 0, tf.float32))
-            loss = tf.reduce_mean(tf.reduce_sum(tf.reduce_mean(weight * huber, axis=2), axis=1))
-        grads = tape.gradient(loss, self.q_network.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, self.q_network.trainable_variables, strict=True))
-        return loss
-
-    def next_value(self, next_states):
-        """V(s') for the TD target: max_a' Q_target(s', a'), or with Double DQN the target
-        network's value of the action that the Q-network picks, which counters the upward
-        bias of taking the max of noisy estimates."""
-        import tensorflow as tf
-
-        next_q = self.target_network(next_states, training=False)
-        if self.cfg.quantiles:  # Z(s', a'), a' by the quantiles' mean: (batch, N)
-            shape = [-1, self.n_actions, self.cfg.quantiles]
-            next_z = tf.reshape(next_q, shape)
-            chooser = self.q_network(next_states, training=False) if self.cfg.double_dqn else next_q
-            best = tf.argmax(tf.reduce_mean(tf.reshape(chooser, shape), axis=2), axis=1)
-            return tf.gather(next_z, tf.cast(best, tf.int32), axis=1, batch_dims=1)
-        if not self.cfg.double_dqn:
-            return tf.reduce_max(next_q, axis=1)
-        online_q = self.q_network(next_states, training=False)
-        best = tf.argmax(online_q, axis=1, output_type=tf.int32)
-        return tf.gather(next_q, best, axis=1, batch_dims=1)
-
-    def _unflatten(self, flat: np.ndarray) -> list[np.ndarray]:
-        ends = np.cumsum([math.prod(shape) for shape in self._shapes])
-        parts = np.split(flat, ends[:-1])
-        return [part.reshape(shape) for part, shape in zip(parts, self._shapes, strict=True)]
-
-    def scale_learning_rate(self, factor: float) -> None:
-        """Multiply Adam's learning rate; the compiled replay reads it as a variable."""
-        self.optimizer.learning_rate.assign(self.optimizer.learning_rate * factor)
-
-    def update_target_network(self) -> None:
-        self.target_network.set_weights(self.q_network.get_weights())
-
-
-def train(agent: DQNAgent, cfg: Config, callbacks: Callbacks) -> int:
-    """The seed's loop: act, step, remember, replay, copy the target, evaluate. Returns the
-    last env step; `callbacks` (the harness) keeps the history and says when to stop."""
-    state, _ = agent.env.reset(seed=cfg.seed)
-    step = 0
-    for step in range(1, cfg.max_steps + 1):
-        action = agent.get_action(state)
-        next_state, reward, terminated, truncated, _ = agent.env.step(action)
-        agent.remember(state, action, reward, next_state, terminated, truncated)
-        agent.decay_epsilon()
-        state = next_state
-
-        replaying = len(agent.memory) >= cfg.min_observations
-        if replaying and step % cfg.train_every == 0:
-            loss = agent.experience_replay()
-            if not callbacks.on_replay(step, loss):
-                break
-        if step % cfg.target_update_every == 0:
-            agent.update_target_network()
-        if terminated or truncated:
-            state, _ = agent.env.reset()
-            agent.start_episode()
-        if replaying and step % cfg.eval_every == 0:
-            solved_now = callbacks.on_evaluation(step, agent.averaged)
-            if solved_now:  # from here on, polishing: learn more gently if so asked
-                agent.scale_learning_rate(cfg.polish_lr_factor)
-        if callbacks.on_step(step, reward, terminated or truncated, agent.epsilon):
-            break
-    return step
-
-
-class Callbacks:
-    """What train() tells the run harness, and asks it, in the spirit of Stable-Baselines3's
-    callbacks. This base runs to --max-steps and stops only on a loss that is not a number;
-    RunMonitor, behind the seam, logs, evaluates, keeps snapshots and decides when to stop."""
-
-    def on_replay(self, step: int, loss: float) -> bool:
-        """After a replay; False stops training (it diverged)."""
-        return math.isfinite(loss)
-
-    def on_evaluation(self, step: int, weights: list[np.ndarray]) -> bool:
-        """Every --eval-every steps once replay has begun; True if it solved the env."""
-        return False
-
-    def on_step(self, step: int, reward: float, episode_over: bool, epsilon: float) -> bool:
-        """At the end of every env step; True stops training."""
-        return False
-
-
-# For acting, checking and saving: a dueling head or QR-DQN's quantiles folded into the one
-# plain output layer that computes the same Q-values (DQNAgent.acting_weights).
-def fold_dueling(weights: list[np.ndarray]) -> list[np.ndarray]:
-    """A dueling network's weights [..., V kernel, V bias, A kernel, A bias] as the plain
-    network that computes the same Q-values. Both heads are linear in the last hidden layer h,
-    so V(s) + A(s, a) - mean_a A(s, a) is h @ (w_V + W_A - mean_a W_A) + (b_V + b_A - mean_a b_A):
-    the agent acts, checks and saves with that one output layer."""
-    *trunk, value_kernel, value_bias, advantage_kernel, advantage_bias = weights
-    kernel = value_kernel + advantage_kernel - advantage_kernel.mean(axis=1, keepdims=True)
-    return [*trunk, kernel, value_bias + advantage_bias - advantage_bias.mean()]
-
-
-def fold_quantiles(weights: list[np.ndarray], n_actions: int) -> list[np.ndarray]:
-    """A QR-DQN network's weights, whose last layer gives N quantiles per action, as the plain
-    network whose outputs are their means, the Q-values: the mean is linear in the last hidden
-    layer, so it is one output layer with each action's N columns averaged."""
-    *trunk, kernel, bias = weights
-    kernel, bias = kernel.reshape(len(kernel), n_actions, -1), bias.reshape(n_actions, -1)
-    return [*trunk, kernel.mean(-1), bias.mean(-1)]
+        return self.beta / math.sqrt(self.visits[cell])
 
 
 # =============================================================================================
@@ -708,15 +840,14 @@ class SnapshotSelector:
     def solved(self) -> bool:
         return self.steps_to_solve is not None
 
-    def evaluate(self, step: int, weights) -> tuple[float, bool]:
-        """Score these weights and keep them if they are the best so far. Returns the score
-        and whether this evaluation solved the env."""
-        cfg, solved_now = self.cfg, False
+    def evaluate(self, step: int, weights) -> float:
+        """Score these weights and keep them if they are the best so far; return the score."""
+        cfg = self.cfg
         if self.solved:
             with self.clock.phase("polish_checks"):
                 # A check that cannot reach the best one is of no use: stop it early.
                 score = self.score(weights, cfg.confirm_episodes, CONFIRM_SEED, self.best_check)
-                self.certify(step, weights, score)
+                self.consider(step, weights, score)
         else:
             with self.clock.phase("evaluate"):
                 score = self.score(weights, cfg.eval_episodes, EVAL_SEED, self.threshold)
@@ -726,22 +857,21 @@ class SnapshotSelector:
                 with self.clock.phase("confirm"):
                     score = self.score(weights, cfg.confirm_episodes, CONFIRM_SEED, self.threshold)
                     print(f"step {step}: {cfg.confirm_episodes}-episode check {score:.1f}")
-                    solved_now = score >= self.threshold
-                    if solved_now:
+                    if score >= self.threshold:
                         self.solve(step, weights, score)
         self.evaluations.append((step, score))
-        return score, solved_now
+        return score
 
     def solve(self, step: int, weights, check: float) -> None:
         self.steps_to_solve, self.solve_check = step, check
         self.seconds_to_solve = time.perf_counter() - self.clock.start
         self.kept = None  # from here on only certified snapshots are kept
-        self.certify(step, weights, check)
+        self.consider(step, weights, check)
         print(f"solved at step {step}; polishing for up to {self.cfg.polish_steps} more")
 
-    def certify(self, step: int, weights, check: float) -> None:
-        """Certify a snapshot whose check matches or beats the best; keep it if it certifies
-        better than the kept one."""
+    def consider(self, step: int, weights, check: float) -> None:
+        """After a check once solved: certify the snapshot if its check matches or beats the
+        best, and keep it if it certifies better than the kept one."""
         self.stale += 1
         if check < self.best_check:
             return
@@ -775,27 +905,43 @@ class RunMonitor(Callbacks):
     """The harness's side of train(): the episode log and progress lines, the phase clock,
     Ctrl-C, and the snapshot selector. result() gives the run's record."""
 
-    def __init__(self, cfg: Config, threshold, clock: PhaseClock, stop: StopFlag, tensorboard=None):
+    def __init__(
+        self, cfg: Config, threshold, clock: PhaseClock, stop: StopFlag, weights, tensorboard=None
+    ):
         self.selector = SnapshotSelector(cfg, threshold, clock)
         self.log = TrainingLog(cfg, tensorboard)
         self.clock, self.stop = clock, stop
         self.stop_reason, self.replays = "max_steps", 0
+        # What the checks see and what is saved: the weights, or with --average-steps their mean
+        self.checked = WeightAverage(weights, cfg) if cfg.average_steps else weights
         self.start = time.perf_counter()
         clock.switch("collect")
 
-    def on_replay(self, step: int, loss: float) -> bool:
+    def on_replay(self, step: int, loss: float, weights) -> None:
         if self.replays == 0:
             self.clock.rename("compile")  # the first replay compiles it: this step's seconds
         self.replays += 1
-        if self.log.loss(step, loss):
-            return True
-        self.stop_reason = "diverged"
-        return False
+        self.log.loss(step, loss)
+        if isinstance(self.checked, WeightAverage):
+            self.checked.add(weights)
+        else:
+            self.checked = weights
 
-    def on_evaluation(self, step: int, weights) -> bool:
-        score, solved_now = self.selector.evaluate(step, weights)
+    def on_divergence(self, step: int) -> None:
+        self.stop_reason = "diverged"
+        print(
+            f"step {step}: training diverged (the loss or a weight is no longer a finite "
+            "number); stopping (try a lower --learning-rate)"
+        )
+
+    def on_evaluation(self, step: int, weights) -> None:
+        score = self.selector.evaluate(step, self.checked_weights())
         self.log.evaluation(step, score)
-        return solved_now
+
+    def checked_weights(self) -> list[np.ndarray]:
+        if isinstance(self.checked, WeightAverage):
+            return self.checked.mean
+        return self.checked
 
     def on_step(self, step: int, reward: float, episode_over: bool, epsilon: float) -> bool:
         self.log.reward(reward)
@@ -844,12 +990,28 @@ class RunMonitor(Callbacks):
         }
 
 
+class WeightAverage:
+    """--average-steps N: the checks and the saved model see an exponential moving average of
+    the weights over about N env steps, not the latest weights (Izmailov et al.'s weight
+    averaging, 2018). The agent learns as it would without it: only what is judged and kept
+    changes. (Not the target network's soft update, which SB3 and CleanRL call Polyak's.)"""
+
+    def __init__(self, weights: list[np.ndarray], cfg: Config):
+        self.mean = weights
+        self.keep = 1.0 - cfg.train_every / cfg.average_steps  # per replay
+
+    def add(self, weights: list[np.ndarray]) -> None:
+        pairs = zip(self.mean, weights, strict=True)
+        self.mean = [self.keep * mean + (1.0 - self.keep) * w for mean, w in pairs]
+
+
 def monitored_training(agent: DQNAgent, stop: StopFlag, clock=None, tensorboard=None) -> dict:
     """train() with the harness watching; returns RunMonitor.result()."""
     clock = clock or PhaseClock()
-    monitor = RunMonitor(agent.cfg, agent.env.spec.reward_threshold, clock, stop, tensorboard)
+    threshold = agent.env.spec.reward_threshold
+    monitor = RunMonitor(agent.cfg, threshold, clock, stop, agent.weights, tensorboard)
     step = train(agent, agent.cfg, monitor)
-    return monitor.result(step, agent.averaged)
+    return monitor.result(step, monitor.checked_weights())
 
 
 class TrainingLog:
@@ -870,17 +1032,9 @@ class TrainingLog:
         if self.tensorboard:
             self.tensorboard.episode(self.episodes, step)
 
-    def loss(self, step: int, loss: float) -> bool:
-        """Log a replay's loss; False (and a line saying so) if training diverged (NaN)."""
-        if not math.isfinite(loss):
-            print(
-                f"step {step}: training diverged (the loss or a weight is no longer a finite "
-                "number); stopping (try a lower --learning-rate)"
-            )
-            return False
+    def loss(self, step: int, loss: float) -> None:
         if self.tensorboard:
             self.tensorboard.scalar("train/loss", loss, step)
-        return True
 
     def evaluation(self, step: int, score: float) -> None:
         self.last_eval = score
@@ -1199,6 +1353,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+RETIRED_FLAGS = {
+    "--episodes": "--episodes is now --watch-episodes",
+    "--polish-lr-factor": "--polish-lr-factor is gone: its screen found no env it helped",
+}
+
+
 def parse_args(argv=None) -> Config:
     """The command line over the --env's row of ENV_SETTINGS over the defaults."""
     others = ", ".join(env for env in ENV_SETTINGS if env != Config.env)
@@ -1225,6 +1385,10 @@ def parse_args(argv=None) -> Config:
                 choices=field.metadata["choices"],
                 help=f"{help} (default: {field.default})" if shown else help,
             )
+    argv = sys.argv[1:] if argv is None else argv
+    for arg in argv:
+        if arg.split("=", 1)[0] in RETIRED_FLAGS:
+            parser.error(RETIRED_FLAGS[arg.split("=", 1)[0]])
     given = vars(parser.parse_args(argv))
     env = given.get("env", Config.env)
     return Config(**{**ENV_SETTINGS.get(env, {}), **given})
@@ -1248,7 +1412,6 @@ def validate(cfg: Config) -> None:
     checks = [
         (cfg.learning_rate > 0, "--learning-rate must be > 0"),
         (0 < cfg.gamma <= 1, "--gamma must be in (0, 1]"),
-        (0 < cfg.polish_lr_factor <= 1, "--polish-lr-factor must be in (0, 1]"),
         (0 <= cfg.priority_alpha <= 1, "--priority-alpha must be in [0, 1]"),
         (0 <= cfg.priority_beta <= 1, "--priority-beta must be in [0, 1]"),
         (0 <= cfg.param_noise < 1, "--param-noise must be in [0, 1)"),
@@ -1531,8 +1694,8 @@ def use_xla_cache(folder: Path) -> None:
     os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={folder}".strip()
 
 
-def setup_tensorflow(seed: int) -> None:
-    """Import TensorFlow quietly, on one thread, deterministic, and seed every generator."""
+def setup_tensorflow() -> None:
+    """Import TensorFlow quietly, on one thread and deterministic (DQNAgent seeds it)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # TensorFlow's C++ start-up notes (oneDNN, CUDA) bypass TF_CPP_MIN_LOG_LEVEL and go straight
     # to file descriptor 2, so that descriptor is parked on /dev/null while the import runs.
@@ -1541,7 +1704,7 @@ def setup_tensorflow(seed: int) -> None:
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
-            import keras
+            import keras  # noqa: F401 (imported here so that its start-up notes are parked too)
             import tensorflow as tf
     finally:
         os.dup2(saved_stderr, 2)
@@ -1552,7 +1715,6 @@ def setup_tensorflow(seed: int) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(seed)  # Python's random, NumPy's global state and TensorFlow
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1570,9 +1732,9 @@ def run_training(cfg: Config, clock: PhaseClock) -> int:
     with clock.phase("import_tensorflow"):
         if cfg.xla_cache and not cfg.no_xla:
             use_xla_cache(xla_cache_folder())
-        setup_tensorflow(cfg.seed)
+        setup_tensorflow()
     with clock.phase("build_agent"):
-        agent = DQNAgent(cfg)
+        agent = make_agent(cfg)
     if not cfg.no_gifs:
         with clock.phase("before_gif"):
             frames, score, fps = record_episode(agent.weights, cfg.env, GIF_SEED)
@@ -1584,12 +1746,6 @@ def run_training(cfg: Config, clock: PhaseClock) -> int:
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         run = monitored_training(agent, stop, clock, tensorboard)
-        if run["kept"].weights is not None:
-            if cfg.dueling or cfg.quantiles:  # the kept weights are a plain network's: save one
-                agent.q_network = build_q_network(
-                    agent.n_observations, agent.n_actions, hidden_sizes(cfg.hidden)
-                )
-            agent.q_network.set_weights(run["kept"].weights)  # the model saved is the kept one
         final, gif = final_check(cfg, run, clock)
         outputs = training_outputs(agent, run, final, gif, facts, clock)
         write_outputs(results, outputs, keep=KEPT_ON_FAILURE, clock=clock)
@@ -1732,8 +1888,9 @@ def training_outputs(agent: DQNAgent, run: dict, final, gif, facts: dict, clock)
     cfg = agent.cfg
     title = f"DQN on {cfg.env}, seed {cfg.seed}: {verdict(run)}"
     outputs = {}
-    if run["kept"].weights is not None:
-        outputs["model.keras"] = lambda path: save_model(path, agent.q_network)
+    if run["kept"].weights is not None:  # the model saved is the snapshot kept
+        network = agent.network_to_save(run["kept"].weights)
+        outputs["model.keras"] = lambda path: save_model(path, network)
     outputs["episodes.csv"] = lambda path: save_episodes_csv(path, run["episodes"])
     outputs["rewards.png"] = lambda path: plot_rewards(
         path, run["episodes"], run["evaluations"], run["threshold"], title, run["steps_to_solve"]
@@ -1766,7 +1923,7 @@ def write_outputs(folder: Path, outputs: dict, keep: tuple, clock=None) -> None:
 
 def run_watch(cfg: Config) -> int:
     """Evaluate a saved Q-network (its config.json was checked by validate()) and record it."""
-    setup_tensorflow(cfg.seed)
+    setup_tensorflow()
     import keras
 
     try:
@@ -1777,10 +1934,11 @@ def run_watch(cfg: Config) -> int:
             f"--watch {cfg.watch!r}: cannot load it as a Keras model: {reason}"
         ) from None
     weights = model.get_weights()
-    returns = evaluate(weights, cfg.env, cfg.episodes, cfg.watch_seed)
+    episodes = cfg.watch_episodes
+    returns = evaluate(weights, cfg.env, episodes, cfg.watch_seed)
     print(
-        f"{cfg.episodes} greedy episodes of {cfg.watch} (reset seeds {cfg.watch_seed}-"
-        f"{cfg.watch_seed + cfg.episodes - 1}): mean {returns.mean():.1f}, "
+        f"{episodes} greedy episodes of {cfg.watch} (reset seeds {cfg.watch_seed}-"
+        f"{cfg.watch_seed + episodes - 1}): mean {returns.mean():.1f}, "
         f"std {returns.std():.1f}, min {returns.min():.0f}"
     )
     if not cfg.no_gifs:

@@ -10,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "dqn_cartpole.py"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "tools"))  # the study and benchmark tools
 
 
 def run_script(*args, timeout=600):
@@ -46,7 +47,7 @@ def tensorflow_ready():
     """Import TensorFlow once, the way the script does, for the unit tests that need it."""
     import dqn_cartpole
 
-    dqn_cartpole.setup_tensorflow(seed=0)
+    dqn_cartpole.setup_tensorflow()
 
 
 # The suite's files, longest first, in the order that shares them best between two workers

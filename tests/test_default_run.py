@@ -149,7 +149,8 @@ def test_watch_evaluates_a_saved_agent_and_records_a_gif(default_run, tmp_path, 
     out, _ = default_run
     result = run_main(
         capsys,
-        "--watch", out / "model.keras", "--episodes", "20", "--results-dir", tmp_path / "watch",
+        "--watch", out / "model.keras", "--watch-episodes", "20",
+        "--results-dir", tmp_path / "watch",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "20 greedy episodes" in result.stdout and "mean" in result.stdout

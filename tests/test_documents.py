@@ -30,12 +30,12 @@ def bash_commands(document: Path):
 
 
 def table_commands():
-    """Each `tests/study.py --report-only ... --table FILE` in the study's documents."""
+    """Each `tests/tools/study.py --report-only ... --table FILE` in the study's documents."""
     found = {}
     for document in sorted(STUDY.glob("*.md")):
         for command in bash_commands(document):
             argv = shlex.split(command)
-            if argv[:2] == ["python", "tests/study.py"] and "--report-only" in argv:
+            if argv[:2] == ["python", "tests/tools/study.py"] and "--report-only" in argv:
                 args = study.make_parser().parse_args(argv[2:])
                 if args.table is not None:
                     found[str(args.table)] = (document.name, args)
@@ -44,7 +44,7 @@ def table_commands():
 
 TABLES = table_commands()
 
-# Written by tests/study.py as it was at commit c6a0f5c, whose tables gave the saved models'
+# Written by tests/tools/study.py as it was at commit c6a0f5c, whose tables gave the saved models'
 # mean where today's give their median (results/study/README.md, section 8, says so): kept for
 # the record, and not remade.
 SUPERSEDED = {
@@ -1007,7 +1007,7 @@ def mountaincar_tail_quotes() -> list[str]:
     past = 30 - int(solved_within(screen, "eps9995", "25,000").split("/")[0])
     assert eps["eps-min0"]["worst"] == "not solved" and eps["eps-min0"]["solved"] == "29/30"
     assert float(eps["eps995"]["ratio to mountaincar (95% CI)"].split("-")[1][:-1]) > 1  # holds 1
-    # The first flag: runs made again with their episode logs, tests/first_flag.py's output.
+    # The first flag: runs made again with their episode logs, tests/tools/first_flag.py's output.
     output = (STUDY / "mountaincar-first-flag.csv").read_text()
     flags = list(csv.DictReader(line for line in output.splitlines() if line[0] != "#"))
     screened = {

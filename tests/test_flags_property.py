@@ -73,7 +73,6 @@ def small_valid_command_lines(draw, envs):
         "gradient_steps": st.integers(1, 8),
         "eval_episodes": st.integers(1, 20),
         "polish_steps": st.integers(0, 100),
-        "polish_lr_factor": st.floats(1e-6, 1.0),
         "memory_policy": st.sampled_from(["random", "fifo"]),
         "loss": st.sampled_from(["mse", "huber"]),
         "priority_alpha": st.floats(0.0, 1.0),
@@ -145,7 +144,7 @@ def test_every_accepted_command_line_builds_replays_and_evaluates(tensorflow_rea
     assert cfg is not None, f"refused a good command line: {argv}"
     cfg = dataclasses.replace(cfg, no_xla=True)  # XLA would compile for a second per example
     keras.utils.set_random_seed(cfg.seed)  # every accepted seed is one NumPy and TF accept
-    agent = dqn.DQNAgent(cfg)
+    agent = dqn.make_agent(cfg)
     state, _ = agent.env.reset(seed=cfg.seed)
     while len(agent.memory) < cfg.min_observations:  # the loop's rule for starting to replay
         action = agent.get_action(state)
@@ -170,7 +169,7 @@ def first_steps(seed: int):
     import keras
 
     keras.utils.set_random_seed(seed)
-    agent = dqn.DQNAgent(dqn.Config(seed=seed, hidden="8", epsilon_start=0.5, epsilon_decay=1))
+    agent = dqn.make_agent(dqn.Config(seed=seed, hidden="8", epsilon_start=0.5, epsilon_decay=1))
     state, _ = agent.env.reset(seed=seed)
     actions = []
     for _ in range(60):

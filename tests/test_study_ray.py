@@ -24,7 +24,7 @@ SAME = [
 
 
 def study(runs, *args, seeds="1-2", variant=TINY, **popen):
-    command = [sys.executable, "tests/study.py", "--runs", str(runs), "--seeds", seeds,
+    command = [sys.executable, "tests/tools/study.py", "--runs", str(runs), "--seeds", seeds,
                "--variant", variant, *args]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     if popen:

@@ -194,7 +194,7 @@ def test_model_weights_reads_a_saved_q_network_layer_by_layer(tmp_path):
     np.savez(tmp_path / "w.npz", *weights)
     save = (
         "import sys, numpy as np; sys.path.insert(0, sys.argv[1]); import dqn_cartpole as d; "
-        "d.setup_tensorflow(0); [d.build_q_network(4, 2, (16, 8)) for _ in range(3)]; "
+        "d.setup_tensorflow(); [d.build_q_network(4, 2, (16, 8)) for _ in range(3)]; "
         "m = d.build_q_network(4, 2, (16, 8)); "
         "a = np.load(sys.argv[2]); m.set_weights([a[f'arr_{i}'] for i in range(6)]); "
         "m.save(sys.argv[3])"

@@ -105,7 +105,7 @@ def remember_episode(agent, length, end):
 
 @pytest.mark.parametrize("end", ["terminated", "truncated"])
 def test_one_step_memory_stores_each_step_with_the_discount_gamma(tensorflow_ready, end):
-    agent = dqn.DQNAgent(dqn.Config(gamma=0.9, n_step=1))
+    agent = dqn.make_agent(dqn.Config(gamma=0.9, n_step=1))
     remember_episode(agent, 3, end)
     rows = agent_memory_rows(agent)
     np.testing.assert_array_equal(rows["state0"], [0, 1, 2])
@@ -119,10 +119,10 @@ def test_one_step_memory_stores_each_step_with_the_discount_gamma(tensorflow_rea
 
 @pytest.mark.parametrize("end", ["terminated", "truncated"])
 def test_n_step_memory_sums_discounted_rewards_and_flushes_at_the_end(tensorflow_ready, end):
-    waiting = dqn.DQNAgent(dqn.Config(gamma=0.5, n_step=3))
+    waiting = dqn.make_agent(dqn.Config(gamma=0.5, n_step=3))
     remember_episode(waiting, 2, "running")
     assert len(waiting.memory) == 0  # two steps in: still waiting for a third reward
-    agent = dqn.DQNAgent(dqn.Config(gamma=0.5, n_step=3))
+    agent = dqn.make_agent(dqn.Config(gamma=0.5, n_step=3))
     remember_episode(agent, 5, end)
     rows = agent_memory_rows(agent)
     # Rewards 1..5: from t, up to three of them discounted by 0.5 each; the last two
@@ -144,18 +144,19 @@ gym.register(
 )
 
 
-def test_training_loop_stores_truncation_as_not_terminated(tensorflow_ready):
-    import keras
+SHORT_CARTPOLE_SEED = 0  # one whose untrained agent both drops the pole and reaches the limit
 
-    keras.utils.set_random_seed(0)  # the same network whichever tests ran before
+
+def test_training_loop_stores_truncation_as_not_terminated(tensorflow_ready):
     cfg = dqn.Config(
         env="ShortCartPole-v1",
+        seed=SHORT_CARTPOLE_SEED,
         max_steps=600,
         memory_size=600,
         min_observations=1000,
         log_every=10**6,
     )
-    agent = dqn.DQNAgent(cfg)
+    agent = dqn.make_agent(cfg)
     run = dqn.monitored_training(agent, dqn.StopFlag())
     rows = stored(agent.memory)
     terminated, next_states = rows[:, 4 + 2], rows[:, 4 + 3 : 4 + 7]
@@ -174,7 +175,7 @@ def test_training_loop_stores_truncation_as_not_terminated(tensorflow_ready):
 
 def test_epsilon_decays_every_step_to_its_floor(tensorflow_ready):
     cfg = dqn.Config(epsilon_start=1.0, epsilon_decay=0.99, epsilon_min=0.05)
-    agent = dqn.DQNAgent(cfg)
+    agent = dqn.make_agent(cfg)
     for n in range(1, 400):
         agent.decay_epsilon()
         assert math.isclose(agent.epsilon, max(0.05, 0.99**n), rel_tol=1e-9)
@@ -182,7 +183,7 @@ def test_epsilon_decays_every_step_to_its_floor(tensorflow_ready):
 
 
 def test_epsilon_greedy_picks_the_argmax_at_zero_and_explores_at_one(tensorflow_ready):
-    agent = dqn.DQNAgent(dqn.Config(epsilon_start=0.0, param_noise=0.0))  # the plain network
+    agent = dqn.make_agent(dqn.Config(epsilon_start=0.0, param_noise=0.0))  # the plain network
     states = np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32)
     greedy = np.argmax(agent.q_network(states).numpy(), axis=1)
     assert set(greedy) == {0, 1}  # the states disagree, so a wrong pick shows
@@ -197,7 +198,7 @@ def test_epsilon_greedy_picks_the_argmax_at_zero_and_explores_at_one(tensorflow_
 def test_q_network_is_the_seeds_24_12_actions_relu_he_normal_adam_mse(tensorflow_ready):
     import keras
 
-    agent = dqn.DQNAgent(dqn.Config(hidden="24,12", learning_rate=1e-3))
+    agent = dqn.make_agent(dqn.Config(hidden="24,12", learning_rate=1e-3))
     model = agent.q_network
     dense = model.layers
     assert [layer.units for layer in dense] == [24, 12, 2]
@@ -220,7 +221,7 @@ def test_numpy_forward_pass_matches_keras(tensorflow_ready, hidden):
 
 
 def test_target_network_starts_equal_and_is_copied_on_update(tensorflow_ready):
-    agent = dqn.DQNAgent(dqn.Config(min_observations=32, batch_size=32, gradient_steps=4))
+    agent = dqn.make_agent(dqn.Config(min_observations=32, batch_size=32, gradient_steps=4))
     for a, b in zip(agent.q_network.get_weights(), agent.target_network.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     fill(agent.memory, 64)
@@ -239,7 +240,7 @@ def test_a_replay_takes_gradient_steps_updates_whatever_the_batch_size(
 ):
     # Adam counts its updates: one per minibatch, gradient_steps of them, not batch_size.
     cfg = dqn.Config(batch_size=batch, gradient_steps=steps, memory_size=64, no_xla=no_xla)
-    agent = dqn.DQNAgent(cfg)
+    agent = dqn.make_agent(cfg)
     fill(agent.memory, 64)
     agent.experience_replay()
     agent.experience_replay()
@@ -251,7 +252,7 @@ def test_experience_replay_fits_q_of_taken_action_to_terminal_reward(tensorflow_
     cfg = dqn.Config(
         batch_size=16, gradient_steps=50, learning_rate=1e-2, memory_size=64, no_xla=no_xla
     )
-    agent = dqn.DQNAgent(cfg)
+    agent = dqn.make_agent(cfg)
     rng = np.random.default_rng(0)
     states = rng.normal(size=(16, 4)).astype(np.float32)
     for state in states:  # action 0 always, reward 3, always terminal: the target is exactly 3
@@ -269,7 +270,7 @@ def test_experience_replay_fits_q_of_taken_action_to_terminal_reward(tensorflow_
 def test_replay_pulls_only_the_taken_actions_q_value(tensorflow_ready):
     # Every stored transition took action 0, so the loss must not depend on action 1's output:
     # its column of the last layer gets no gradient, and Adam leaves it exactly as it was.
-    agent = dqn.DQNAgent(dqn.Config(batch_size=16, gradient_steps=4, memory_size=64))
+    agent = dqn.make_agent(dqn.Config(batch_size=16, gradient_steps=4, memory_size=64))
     rng = np.random.default_rng(0)
     for state in rng.normal(size=(64, 4)).astype(np.float32):
         agent.memory.store(state, 0, 1.0, state, False, 0.95)
@@ -282,21 +283,23 @@ def test_replay_pulls_only_the_taken_actions_q_value(tensorflow_ready):
 
 
 @pytest.mark.parametrize("broken", ["loss", "weights"])
-def test_a_replay_with_either_a_broken_loss_or_broken_weights_reports_nan(
+def test_a_replay_with_either_a_broken_loss_or_broken_weights_is_divergence(
     tensorflow_ready, monkeypatch, broken
 ):
     # Either alone is divergence: a finite loss can come with weights that overflowed in the
     # very update that followed it, and a NaN loss with weights not yet broken.
     import tensorflow as tf
 
-    agent = dqn.DQNAgent(small_config(hidden="8", gradient_steps=1))
+    agent = dqn.make_agent(small_config(hidden="8", gradient_steps=1))
     fill(agent.memory, 64)
     before = [w.copy() for w in agent.weights]
     size = sum(w.size for w in before)
     loss = float("nan") if broken == "loss" else 0.5
     flat = np.full(size, np.nan if broken == "weights" else 0.25, np.float32)
     monkeypatch.setattr(agent, "_replay", lambda *batches: (tf.constant(loss), tf.constant(flat)))
-    assert math.isnan(agent.experience_replay())
+    assert not agent.diverged
+    agent.experience_replay()
+    assert agent.diverged
     for kept, old in zip(agent.weights, before, strict=True):
         np.testing.assert_array_equal(kept, old)
 
@@ -346,7 +349,7 @@ def small_config(**overrides):
 
 
 def test_target_network_is_copied_every_target_update_every_steps(tensorflow_ready, monkeypatch):
-    agent = dqn.DQNAgent(small_config(target_update_every=300))
+    agent = dqn.make_agent(small_config(target_update_every=300))
     seen = spy_on_training(monkeypatch, agent)
     dqn.monitored_training(agent, dqn.StopFlag())
     assert seen["copies"] == [300, 600, 900, 1200]
@@ -356,7 +359,7 @@ def test_target_network_is_copied_every_target_update_every_steps(tensorflow_rea
 
 def test_training_decays_epsilon_once_per_step_and_stores_every_step(tensorflow_ready):
     cfg = small_config(max_steps=700, epsilon_decay=0.995, epsilon_min=0.01, memory_size=2000)
-    agent = dqn.DQNAgent(cfg)
+    agent = dqn.make_agent(cfg)
     run = dqn.monitored_training(agent, dqn.StopFlag())
     assert agent.epsilon == pytest.approx(0.995**700, rel=1e-9)  # 0.03: above the floor
     assert len(agent.memory) + len(agent.recent) == 700 == run["steps"]  # stored or waiting
@@ -482,7 +485,7 @@ def identity_like_network(q_for_action_0, q_for_action_1):
 
 @pytest.mark.parametrize("double", [False, True], ids=["dqn", "double-dqn"])
 def test_next_value_is_the_targets_max_or_its_value_of_the_online_choice(tensorflow_ready, double):
-    agent = dqn.DQNAgent(dqn.Config(double_dqn=double, hidden="24,12"))
+    agent = dqn.make_agent(dqn.Config(double_dqn=double, hidden="24,12"))
     set_dense(agent.q_network, identity_like_network(1.0, 2.0))  # online: action 1 looks best
     set_dense(agent.target_network, identity_like_network(5.0, 3.0))  # target: action 0 is
     next_states = np.array([[1.0, 1.0, 0.0, 0.0]], np.float32)
@@ -494,7 +497,7 @@ def test_next_value_is_the_targets_max_or_its_value_of_the_online_choice(tensorf
 
 @pytest.mark.parametrize("loss, expected", [("mse", 50.0), ("huber", 4.75)])
 def test_loss_flag_chooses_the_replay_loss(tensorflow_ready, loss, expected):
-    agent = dqn.DQNAgent(dqn.Config(loss=loss))
+    agent = dqn.make_agent(dqn.Config(loss=loss))
     # One taken action off by 10 and the other exact, averaged over the two actions: MSE gives
     # 100 / 2, Huber (delta 1) gives (0.5 + 9) / 2: it grows linearly with large errors.
     value = agent.loss_fn(np.array([[10.0, 0.0]]), np.array([[0.0, 0.0]]))
@@ -542,7 +545,7 @@ def test_after_solving_checks_that_match_the_best_are_certified_and_the_best_cer
     calls = scripted_evaluate(
         monkeypatch, short=480, checks=[476, 490, 470, 495, 480], certified=[471, 483, 478]
     )
-    agent = dqn.DQNAgent(polish_config())
+    agent = dqn.make_agent(polish_config())
     run = dqn.monitored_training(agent, dqn.StopFlag())
     assert run["steps_to_solve"] == 100 and run["solve_check"] == 476
     assert run["steps"] == 500 and run["stop_reason"] == "solved"  # 400 steps after solving
@@ -560,7 +563,7 @@ def test_a_perfect_certification_ends_training_at_once(tensorflow_ready, monkeyp
     calls = scripted_evaluate(
         monkeypatch, short=480, checks=[476, 500.0, 500.0, 499], certified=[480, 499.5, 500.0]
     )
-    agent = dqn.DQNAgent(polish_config())
+    agent = dqn.make_agent(polish_config())
     run = dqn.monitored_training(agent, dqn.StopFlag())
     # Step 200's perfect check certified at 499.5: not perfect, so training went on.
     assert run["steps"] == 300 and run["kept"].step == 300 and run["kept"].certified == 500
@@ -573,7 +576,7 @@ def test_polish_patience_ends_polishing_after_checks_that_keep_nothing(
     # The solve at step 100 keeps a snapshot; the checks at 200 and 300 keep nothing (one is
     # below the best check, one certifies worse): two in a row, so patience 2 ends it at 300.
     scripted_evaluate(monkeypatch, short=-50, checks=[-90, -95, -80, -70], certified=[-85, -86])
-    agent = dqn.DQNAgent(polish_config(env="Acrobot-v1", polish_patience=2))
+    agent = dqn.make_agent(polish_config(env="Acrobot-v1", polish_patience=2))
     run = dqn.monitored_training(agent, dqn.StopFlag())
     assert run["steps_to_solve"] == 100 and run["steps"] == 300
     assert run["polish_end"] == "patience" and run["kept"].step == 100
@@ -583,33 +586,24 @@ def test_without_a_known_highest_return_no_check_is_perfect(tensorflow_ready, mo
     # An Acrobot return of 0 would be unbeatable, but nothing says 0 can be reached; only
     # CartPole has a known highest return, so here polishing runs its whole budget.
     scripted_evaluate(monkeypatch, short=-50, checks=[-60] + [0.0] * 10, certified=[-60, 0.0])
-    agent = dqn.DQNAgent(polish_config(env="Acrobot-v1"))
+    agent = dqn.make_agent(polish_config(env="Acrobot-v1"))
     run = dqn.monitored_training(agent, dqn.StopFlag())
     assert run["steps"] == 500 and run["polish_end"] == "polish_steps"
 
 
 def test_polish_steps_zero_stops_at_the_first_solve(tensorflow_ready, monkeypatch):
     scripted_evaluate(monkeypatch, short=480, checks=[476, 500], certified=[480])
-    agent = dqn.DQNAgent(polish_config(polish_steps=0))
+    agent = dqn.make_agent(polish_config(polish_steps=0))
     run = dqn.monitored_training(agent, dqn.StopFlag())
     assert run["steps"] == run["steps_to_solve"] == run["kept"].step == 100
 
 
 def test_a_failed_long_check_is_not_a_solve(tensorflow_ready, monkeypatch):
     scripted_evaluate(monkeypatch, short=480, checks=[474] * 100)
-    agent = dqn.DQNAgent(polish_config(max_steps=1_000))
+    agent = dqn.make_agent(polish_config(max_steps=1_000))
     run = dqn.monitored_training(agent, dqn.StopFlag())
     assert run["steps_to_solve"] is None and run["stop_reason"] == "max_steps"
     assert run["steps"] == 1_000
-
-
-def test_polish_lr_factor_scales_the_learning_rate_once_solved(tensorflow_ready, monkeypatch):
-    scripted_evaluate(monkeypatch, short=480, checks=[476, 480, 490, 470, 480], certified=[476])
-    agent = dqn.DQNAgent(polish_config(learning_rate=1e-3, polish_lr_factor=0.1))
-    run = dqn.monitored_training(agent, dqn.StopFlag())
-    assert run["steps_to_solve"] == 100
-    rate = float(agent.optimizer.learning_rate.numpy())
-    assert rate == pytest.approx(1e-4, rel=1e-5)  # scaled once, not at every check
 
 
 # ---- The compiled replay, measured from the outside -------------------------------------------
@@ -625,7 +619,7 @@ def sgd_agent(**overrides):
     keras.utils.set_random_seed(11)  # the same networks whichever tests ran before
     settings = dict(hidden="16,16", batch_size=1, gradient_steps=1, no_xla=True)
     cfg = dqn.Config(**{**settings, **overrides})
-    agent = dqn.DQNAgent(cfg)
+    agent = dqn.make_agent(cfg)
     agent.optimizer = keras.optimizers.SGD(learning_rate=1e-3)
     agent.optimizer.build(agent.q_network.trainable_variables)
     agent.memory = dqn.ReplayMemory(1, 4, np.random.default_rng(0))
@@ -687,7 +681,7 @@ def test_huber_loss_reaches_the_compiled_gradient_step(tensorflow_ready):
 
 
 def test_a_replay_that_breaks_the_weights_keeps_the_last_finite_ones(tensorflow_ready):
-    agent = dqn.DQNAgent(small_config(hidden="8", gradient_steps=2))
+    agent = dqn.make_agent(small_config(hidden="8", gradient_steps=2))
     fill(agent.memory, 64)
     assert math.isfinite(agent.experience_replay())
     finite = [w.copy() for w in agent.weights]
@@ -709,7 +703,7 @@ def test_replay_starts_once_min_observations_are_stored_and_runs_every_train_eve
     # One-step memory: after step t, t transitions are stored. Replay starts at the first
     # multiple of 8 with at least 100 stored (104), and evaluations every 50 steps from then on.
     cfg = small_config(n_step=1, min_observations=100, train_every=8, eval_every=50, max_steps=400)
-    agent = dqn.DQNAgent(cfg)
+    agent = dqn.make_agent(cfg)
     seen = spy_on_training(monkeypatch, agent, evaluations=True)
     dqn.monitored_training(agent, dqn.StopFlag())
     assert seen["replays"] == list(range(104, 401, 8))
@@ -856,7 +850,7 @@ def test_training_loop_acts_from_each_next_state_and_counts_every_reward(tensorf
     # CartPole pays 1 a step, so an episode's return is its length; and within an episode each
     # stored transition starts where the one before it ended.
     cfg = small_config(max_steps=400, n_step=1, memory_size=400, min_observations=400)
-    agent = dqn.DQNAgent(cfg)
+    agent = dqn.make_agent(cfg)
     run = dqn.monitored_training(agent, dqn.StopFlag())
     rows = stored(agent.memory)
     ends = np.array([steps for _, steps, _, _ in run["episodes"]])
@@ -918,7 +912,7 @@ def test_the_clock_charges_collecting_the_first_replay_and_learning_to_their_pha
     # Each replay sleeps a known time: the first one's step goes to "compile", later ones to
     # "learn", and the steps before replay starts to "collect".
     cfg = small_config(max_steps=200, min_observations=64, train_every=16, n_step=1)
-    agent = dqn.DQNAgent(cfg)
+    agent = dqn.make_agent(cfg)
     replay, replays = agent.experience_replay, []
 
     def slow_replay():
@@ -926,14 +920,15 @@ def test_the_clock_charges_collecting_the_first_replay_and_learning_to_their_pha
         replays.append(1)
         return replay()
 
-    reset = agent.env.reset
+    step, steps = agent.env.step, []
 
-    def slow_first_reset(**kwargs):  # train()'s own first reset is training's time
-        time.sleep(0.1 if "seed" in kwargs else 0.0)
-        return reset(**kwargs)
+    def slow_first_step(action):  # the steps before replay starts are collecting
+        time.sleep(0.1 if not steps else 0.0)
+        steps.append(1)
+        return step(action)
 
     monkeypatch.setattr(agent, "experience_replay", slow_replay)
-    monkeypatch.setattr(agent.env, "reset", slow_first_reset)
+    monkeypatch.setattr(agent.env, "step", slow_first_step)
     clock = dqn.PhaseClock()
     clock.switch("before_training")
     dqn.monitored_training(agent, dqn.StopFlag(), clock)
@@ -945,14 +940,14 @@ def test_the_clock_charges_collecting_the_first_replay_and_learning_to_their_pha
 
 def test_training_prints_progress_every_log_every_steps(tensorflow_ready, capsys):
     cfg = small_config(max_steps=300, log_every=100)
-    dqn.monitored_training(dqn.DQNAgent(cfg), dqn.StopFlag())
+    dqn.monitored_training(dqn.make_agent(cfg), dqn.StopFlag())
     lines = [line for line in capsys.readouterr().out.splitlines() if "steps/s" in line]
     assert [int(line.split()[1]) for line in lines] == [100, 200, 300]
 
 
 def test_a_stop_request_ends_training_after_the_step_it_came_in(tensorflow_ready, monkeypatch):
     cfg = small_config(max_steps=500)
-    agent, stop, calls = dqn.DQNAgent(cfg), dqn.StopFlag(), [0]
+    agent, stop, calls = dqn.make_agent(cfg), dqn.StopFlag(), [0]
     act = agent.get_action
 
     def acting_then_interrupted(state):
@@ -969,7 +964,7 @@ def test_a_stop_request_ends_training_after_the_step_it_came_in(tensorflow_ready
 def test_a_diverged_replay_stops_training_and_says_so(tensorflow_ready, capsys):
     cfg = small_config(max_steps=1_000, learning_rate=1e30, hidden="8")
     before = time.perf_counter()
-    run = dqn.monitored_training(dqn.DQNAgent(cfg), dqn.StopFlag())
+    run = dqn.monitored_training(dqn.make_agent(cfg), dqn.StopFlag())
     elapsed = time.perf_counter() - before
     assert run["stop_reason"] == "diverged" and run["steps"] < cfg.max_steps
     assert run["kept"].weights is None  # no evaluation before it broke: nothing to save
@@ -978,10 +973,10 @@ def test_a_diverged_replay_stops_training_and_says_so(tensorflow_ready, capsys):
 
 
 def test_a_check_returns_the_score_it_records(tensorflow_ready, monkeypatch):
-    agent = dqn.DQNAgent(small_config())
+    agent = dqn.make_agent(small_config())
     selector = dqn.SnapshotSelector(agent.cfg, 475.0, dqn.PhaseClock())
     monkeypatch.setattr(dqn, "evaluate", lambda *args, **kwargs: np.full(10, 123.0))
-    assert selector.evaluate(250, agent.weights) == (123.0, False)
+    assert selector.evaluate(250, agent.weights) == 123.0
     assert selector.evaluations[-1] == (250, 123.0)
 
 
@@ -992,7 +987,7 @@ def test_before_the_solve_the_best_short_evaluation_is_the_kept_snapshot(
     # 300, at step 200; not a later one that only ties it, nor a worse one, nor the last.
     scores = iter([100.0, 300.0, 300.0, 250.0])
     monkeypatch.setattr(dqn, "evaluate", lambda w, e, n, *args, **kw: np.full(n, next(scores)))
-    agent = dqn.DQNAgent(small_config(eval_every=100, max_steps=400))
+    agent = dqn.make_agent(small_config(eval_every=100, max_steps=400))
     run = dqn.monitored_training(agent, dqn.StopFlag())
     assert run["steps_to_solve"] is None and run["stop_reason"] == "max_steps"
     assert run["kept"].step == 200 and run["kept"].check == 300.0
@@ -1003,7 +998,7 @@ def test_the_line_itself_passes_and_the_solve_says_so(tensorflow_ready, monkeypa
     # A 10-episode evaluation of exactly 475 earns the long check, and a check of exactly 475
     # solves; what the evaluation records is then the check's score, and the run says so.
     scripted_evaluate(monkeypatch, short=475, checks=[475, 470, 470, 470, 470], certified=[480])
-    agent = dqn.DQNAgent(polish_config())
+    agent = dqn.make_agent(polish_config())
     clock = dqn.PhaseClock()  # seconds count from its start, as a run's from the process's
     run = dqn.monitored_training(agent, dqn.StopFlag(), clock)
     assert run["steps_to_solve"] == 100 and run["solve_check"] == 475
@@ -1025,7 +1020,7 @@ def test_a_later_snapshot_that_only_ties_the_kept_certification_is_not_kept(
     scripted_evaluate(
         monkeypatch, short=480, checks=[476, 490, 470, 470, 470], certified=[480, 480]
     )
-    agent = dqn.DQNAgent(polish_config())
+    agent = dqn.make_agent(polish_config())
     run = dqn.monitored_training(agent, dqn.StopFlag())
     assert run["certifications"] == [(100, 476, 480), (200, 490, 480)]
     assert run["kept"].step == 100 and run["kept"].check == 476
@@ -1070,7 +1065,7 @@ def test_fifo_minibatches_reach_every_row_after_the_ring_wraps():
 def test_each_kind_of_check_plays_its_own_number_of_episodes(tensorflow_ready, monkeypatch):
     calls = scripted_evaluate(monkeypatch, short=480, checks=[476, 490, 470], certified=[480, 490])
     cfg = polish_config(eval_episodes=7, confirm_episodes=11, certify_episodes=13, max_steps=300)
-    dqn.monitored_training(dqn.DQNAgent(cfg), dqn.StopFlag())
+    dqn.monitored_training(dqn.make_agent(cfg), dqn.StopFlag())
     counts = {seed: episodes for seed, _, episodes in scripted_evaluate.episodes}
     assert counts == {dqn.EVAL_SEED: 7, dqn.CONFIRM_SEED: 11, dqn.CERTIFY_SEED: 13}
     assert len(calls) == 6  # short, check, certify at 100; check, certify at 200; check at 300
@@ -1137,7 +1132,10 @@ def test_a_run_that_diverges_after_a_check_saves_that_snapshot_and_exits_with_1(
     replay = dqn.DQNAgent.experience_replay
 
     def breaking_after_step_300(agent):
-        return math.nan if len(agent.memory) > 300 else replay(agent)
+        if len(agent.memory) <= 300:
+            return replay(agent)
+        agent.diverged = True
+        return math.nan
 
     monkeypatch.setattr(dqn.DQNAgent, "experience_replay", breaking_after_step_300)
     result = run_main(capsys, *WHOLE_RUN, "--results-dir", tmp_path)
@@ -1273,12 +1271,16 @@ def test_save_json_and_save_episodes_csv_write_exactly_their_data(tmp_path):
 def test_the_base_callbacks_run_to_max_steps_and_stop_on_a_loss_that_is_no_number(
     tensorflow_ready, monkeypatch
 ):
-    cfg = small_config(max_steps=200, eval_every=32, polish_lr_factor=0.5, n_step=1)
-    agent = dqn.DQNAgent(cfg)
+    cfg = small_config(max_steps=200, eval_every=32, n_step=1)
+    agent = dqn.make_agent(cfg)
     assert dqn.train(agent, cfg, dqn.Callbacks()) == 200
-    assert float(agent.optimizer.learning_rate.numpy()) == pytest.approx(cfg.learning_rate)
-    agent = dqn.DQNAgent(cfg)
-    monkeypatch.setattr(agent, "experience_replay", lambda: math.nan)
+    agent = dqn.make_agent(cfg)
+
+    def diverging_replay():
+        agent.diverged = True
+        return math.nan
+
+    monkeypatch.setattr(agent, "experience_replay", diverging_replay)
     assert dqn.train(agent, cfg, dqn.Callbacks()) == 32  # the first replay
 
 
@@ -1286,7 +1288,7 @@ def test_each_use_draws_from_its_own_stream_of_the_seed(tensorflow_ready):
     # Exploration, random actions, overwritten slots and minibatches: the four children of
     # SeedSequence(seed), in that order, so that two agents of one seed draw alike.
     cfg = dqn.Config(seed=123, hidden="8")
-    agent, other = dqn.DQNAgent(cfg), dqn.DQNAgent(cfg)
+    agent, other = dqn.make_agent(cfg), dqn.make_agent(cfg)
     explore, actions, slots, batches = np.random.SeedSequence(123).spawn(4)
     assert agent.rng.random() == np.random.default_rng(explore).random()
     space = gym.spaces.Discrete(2, seed=int(actions.generate_state(1)[0]))
@@ -1299,7 +1301,7 @@ def test_each_use_draws_from_its_own_stream_of_the_seed(tensorflow_ready):
 
 @pytest.mark.parametrize("no_xla", [False, True])
 def test_the_replay_is_compiled_with_xla_unless_no_xla(tensorflow_ready, no_xla):
-    agent = dqn.DQNAgent(dqn.Config(hidden="8", no_xla=no_xla))
+    agent = dqn.make_agent(dqn.Config(hidden="8", no_xla=no_xla))
     assert agent._replay._jit_compile is (not no_xla)
 
 
@@ -1343,7 +1345,7 @@ def test_tensorboard_writes_event_files(tmp_path, tensorflow_ready, capsys, monk
 def test_a_dueling_network_is_value_plus_centred_advantage_and_folds_into_a_plain_one(
     tensorflow_ready,
 ):
-    model = dqn.build_q_network(4, 3, (16, 8), dueling=True)
+    model = dqn.build_dueling_network(4, 3, (16, 8))
     rng = np.random.default_rng(0)  # biases start at zero: give them values that show
     model.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in model.get_weights()])
     kernel1, bias1, kernel2, bias2, value_w, value_b, adv_w, adv_b = model.get_weights()
@@ -1361,7 +1363,7 @@ def test_a_dueling_network_is_value_plus_centred_advantage_and_folds_into_a_plai
 
 
 def test_a_dueling_agent_trains_both_heads_and_acts_with_the_folded_network(tensorflow_ready):
-    agent = dqn.DQNAgent(
+    agent = dqn.make_agent(
         dqn.Config(dueling=True, hidden="16,16", batch_size=16, gradient_steps=8, memory_size=64)
     )
     assert len(agent.target_network.get_weights()) == len(agent.q_network.get_weights()) == 8
@@ -1467,7 +1469,7 @@ def test_prioritized_memory_keeps_the_seeds_overwrite_rule():
 
 def prioritized_agent(**overrides):
     cfg = dict(prioritized=True, hidden="16,16", batch_size=8, gradient_steps=4, memory_size=64)
-    agent = dqn.DQNAgent(dqn.Config(**{**cfg, **overrides}))
+    agent = dqn.make_agent(dqn.Config(**{**cfg, **overrides}))
     rng = np.random.default_rng(0)
     for state in rng.normal(size=(64, 4)).astype(np.float32):
         agent.memory.store(state, int(rng.integers(2)), 1.0, state * 0.5, rng.random() < 0.3, 0.9)
@@ -1554,7 +1556,7 @@ def constant_quantiles(agent, per_action):
 def test_quantile_next_value_is_the_targets_quantiles_of_the_chosen_action(
     tensorflow_ready, double
 ):
-    agent = dqn.DQNAgent(dqn.Config(quantiles=3, double_dqn=double, hidden="8"))
+    agent = dqn.make_agent(dqn.Config(quantiles=3, double_dqn=double, hidden="8"))
     # By the quantiles' mean the online network picks action 1 and the target network action
     # 0; by their largest quantile it would be the other way round.
     constant_quantiles(agent.q_network, [[0.0, 0.0, 3.0], [2.0, 2.0, 2.0]])
@@ -1566,14 +1568,14 @@ def test_quantile_next_value_is_the_targets_quantiles_of_the_chosen_action(
 def test_the_quantile_loss_is_the_quantile_huber_loss_toward_the_target_distribution(
     tensorflow_ready,
 ):
-    agent = dqn.DQNAgent(dqn.Config(quantiles=2, double_dqn=False, hidden="8"))
+    agent = dqn.make_agent(dqn.Config(quantiles=2, double_dqn=False, hidden="8"))
     constant_quantiles(agent.q_network, [[1.0, 3.0], [0.0, 4.0]])
     constant_quantiles(agent.target_network, [[2.0, 2.0], [10.0, 12.0]])  # a' = 1: Z = 10, 12
     states = np.zeros((3, 4), np.float32)
     actions, rewards = np.array([1, 0, 0], np.int32), np.array([1.0, 2.0, 1.5], np.float32)
     terminated = np.array([0.0, 1.0, 1.0], np.float32)
     discounts = np.array([0.5, 0.5, 0.5], np.float32)
-    loss = agent._quantile_step(states, actions, rewards, states, terminated, discounts)
+    loss = agent._gradient_step(states, actions, rewards, states, terminated, discounts)
     # By hand: targets 1 + 0.5 * (10, 12) = (6, 7) for quantiles (0, 4) of action 1, and the
     # reward alone, (2, 2) and (1.5, 1.5), for quantiles (1, 3) of action 0; levels 1/4 and 3/4.
     # Errors of 0.5 meet the Huber loss's square part, and three transitions against two
@@ -1598,7 +1600,7 @@ def test_quantile_replay_learns_the_quantiles_of_a_random_reward_and_acts_on_the
     # 1/8, 3/8, 5/8, 7/8 are 0, 0, 10, 10, and their mean is the expected reward, 5.
     cfg = dqn.Config(quantiles=4, hidden="16", batch_size=64, gradient_steps=50,
                      learning_rate=1e-2, memory_size=256, min_observations=64)  # fmt: skip
-    agent = dqn.DQNAgent(cfg)
+    agent = dqn.make_agent(cfg)
     state = np.array([0.1, -0.2, 0.3, 0.4], np.float32)
     for i in range(256):
         agent.memory.store(state, 0, 10.0 * (i % 2), state, True, cfg.gamma)
@@ -1630,7 +1632,7 @@ def test_a_quantile_run_saves_a_plain_network_that_is_the_kept_snapshot(
 def noisy_agent(**overrides):
     cfg = dict(param_noise=0.1, hidden="16,16", batch_size=32, gradient_steps=2, memory_size=64,
                min_observations=32, epsilon_start=0.0, epsilon_min=0.0, no_xla=True)  # fmt: skip
-    return dqn.DQNAgent(dqn.Config(**{**cfg, **overrides}))
+    return dqn.make_agent(dqn.Config(**{**cfg, **overrides}))
 
 
 def perturb_to_the_rarer_action(agent, states) -> float:
@@ -1639,8 +1641,8 @@ def perturb_to_the_rarer_action(agent, states) -> float:
     of states where the two differ: at least half, whatever the initial weights."""
     greedy = np.argmax(dqn.q_values(agent.weights, states), axis=1)
     rare = int(np.mean(greedy == 1) < 0.5)
-    agent.noise = [np.zeros_like(w) for w in agent.weights]
-    agent.noise[-1][rare] = 1e4
+    agent.noise.direction = [np.zeros_like(w) for w in agent.weights]
+    agent.noise.direction[-1][rare] = 1e4
     return float(np.mean(greedy != rare))
 
 
@@ -1649,14 +1651,15 @@ def test_param_noise_acts_on_the_weights_plus_scaled_noise_and_leaves_the_weight
 ):
     agent = noisy_agent()
     plain = [w.copy() for w in agent.weights]
-    agent.noise_scale = 0.5  # large enough that the perturbed greedy actions differ
+    agent.noise.scale = 0.5  # large enough that the perturbed greedy actions differ
     agent.start_episode()
-    for w, z, p in zip(agent.weights, agent.noise, agent.perturbed, strict=True):
+    for w, z, p in zip(agent.weights, agent.noise.direction, agent.noise.perturbed, strict=True):
         np.testing.assert_allclose(p, w + 0.5 * z, rtol=1e-6)
-    noise = np.concatenate([z.ravel() for z in agent.noise])  # one standard normal per weight
+    # one standard normal per weight
+    noise = np.concatenate([z.ravel() for z in agent.noise.direction])
     assert noise.size == 386 and noise.std() == pytest.approx(1.0, abs=0.15)
     states = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)
-    perturbed = np.argmax(dqn.q_values(agent.perturbed, states), axis=1)
+    perturbed = np.argmax(dqn.q_values(agent.noise.perturbed, states), axis=1)
     assert (perturbed != np.argmax(dqn.q_values(plain, states), axis=1)).any()
     np.testing.assert_array_equal([agent.get_action(s) for s in states], perturbed)
     for w, p in zip(agent.weights, plain, strict=True):  # checks and saving see these
@@ -1669,13 +1672,15 @@ def test_param_noise_scale_grows_while_the_perturbed_actions_differ_too_rarely_a
     agent = noisy_agent(param_noise=0.2)
     states = np.random.default_rng(1).normal(size=(100, 4)).astype(np.float32)
     agent.start_episode()
-    agent.noise = [np.zeros_like(w) for w in agent.weights]  # no difference at all: grow
-    agent.perturb(states)
-    assert agent.noise_scale == pytest.approx(0.01 * 1.01)
+    # no difference at all: grow
+    agent.noise.direction = [np.zeros_like(w) for w in agent.weights]
+    agent.noise.perturb(agent.weights, states)
+    assert agent.noise.scale == pytest.approx(0.01 * 1.01)
     assert perturb_to_the_rarer_action(agent, states) >= 0.5  # more than 0.2: shrink
-    agent.perturb(states)  # the perturbed weights use the scale from before this call's change
-    agent.perturb(states)
-    assert agent.noise_scale == pytest.approx(0.01 * 1.01 / 1.01**2)
+    # the perturbed weights use the scale from before this call's change
+    agent.noise.perturb(agent.weights, states)
+    agent.noise.perturb(agent.weights, states)
+    assert agent.noise.scale == pytest.approx(0.01 * 1.01 / 1.01**2)
 
 
 def test_param_noise_is_drawn_at_each_episode_start_and_held_through_the_episode(
@@ -1686,7 +1691,7 @@ def test_param_noise_is_drawn_at_each_episode_start_and_held_through_the_episode
     noise_at_step, act = [], agent.get_action
 
     def noting_act(state):
-        noise_at_step.append(agent.noise[0][0, 0])
+        noise_at_step.append(agent.noise.direction[0][0, 0])
         return act(state)
 
     monkeypatch.setattr(agent, "get_action", noting_act)
@@ -1706,17 +1711,22 @@ def test_param_noise_follows_each_replay_and_adapts_on_its_first_minibatch(
     fill(agent.memory, 64)
     agent.start_episode()
     seen = []
-    monkeypatch.setattr(agent, "perturb", lambda states=None: seen.append(states))
+    monkeypatch.setattr(agent.noise, "perturb", lambda weights, states=None: seen.append(states))
     batches = agent.memory.sample(2, 32)
     monkeypatch.setattr(agent.memory, "sample", lambda n, size: batches)
     agent.experience_replay()
     np.testing.assert_array_equal(seen[0], batches[0][0])
     monkeypatch.undo()
-    scale = agent.noise_scale
+    monkeypatch.setattr(agent.memory, "sample", lambda n, size: batches)
+    scale = agent.noise.scale
     agent.experience_replay()  # the perturbed weights are the new weights plus the noise
-    for w, z, p in zip(agent.weights, agent.noise, agent.perturbed, strict=True):
+    for w, z, p in zip(agent.weights, agent.noise.direction, agent.noise.perturbed, strict=True):
         np.testing.assert_allclose(p, w + scale * z, rtol=1e-6)
-    assert agent.noise_scale in (pytest.approx(scale * 1.01), pytest.approx(scale / 1.01))
+    states = batches[0][0]  # the scale moved by how often the two disagree on these
+    greedy = np.argmax(dqn.q_values(agent.weights, states), axis=1)
+    differ = np.mean(greedy != np.argmax(dqn.q_values(agent.noise.perturbed, states), axis=1))
+    expected = scale * 1.01 if differ < agent.cfg.param_noise else scale / 1.01
+    assert agent.noise.scale == pytest.approx(expected)
 
 
 def test_param_noise_scale_shrinks_when_the_actions_differ_exactly_as_often_as_asked(
@@ -1725,10 +1735,11 @@ def test_param_noise_scale_shrinks_when_the_actions_differ_exactly_as_often_as_a
     agent = noisy_agent()
     states = np.random.default_rng(1).normal(size=(100, 4)).astype(np.float32)
     share = perturb_to_the_rarer_action(agent, states)
-    agent.cfg = dataclasses.replace(agent.cfg, param_noise=share)
-    agent.perturb()
-    agent.perturb(states)  # differ == --param-noise: not fewer, so the scale goes down
-    assert agent.noise_scale == pytest.approx(0.01 / 1.01)
+    agent.noise.share = share
+    agent.noise.perturb(agent.weights)
+    # differ == --param-noise: not fewer, so the scale goes down
+    agent.noise.perturb(agent.weights, states)
+    assert agent.noise.scale == pytest.approx(0.01 / 1.01)
 
 
 # ---- Count-based exploration (--count-bonus) -------------------------------------------------
@@ -1738,7 +1749,7 @@ def counting_agent(beta=0.5, **overrides):
     """A MountainCar agent (observations in [-1.2, 0.6] x [-0.07, 0.07]: cells of 0.09 by
     0.007 on the 20-a-side grid) with the count bonus on, one-step targets."""
     cfg = dict(env="MountainCar-v0", count_bonus=beta, n_step=1, hidden="16,16", no_xla=True)
-    return dqn.DQNAgent(dqn.Config(**{**cfg, **overrides}))
+    return dqn.make_agent(dqn.Config(**{**cfg, **overrides}))
 
 
 def in_cell(i, j, where=0.5):
@@ -1756,12 +1767,12 @@ def test_count_bonus_is_beta_over_the_root_of_the_visits_to_the_states_cell(tens
     assert agent.exploration_bonus(in_cell(4, 7, 0.1)) == pytest.approx(0.5)
     assert agent.exploration_bonus(in_cell(3, 8, 0.1)) == pytest.approx(0.5)
     assert agent.exploration_bonus(in_cell(3, 7, 0.9)) == pytest.approx(0.5 / 2)
-    assert agent.visits == {(3, 7): 4, (4, 7): 1, (3, 8): 1}
+    assert agent.exploration_bonus.visits == {(3, 7): 4, (4, 7): 1, (3, 8): 1}
     # Past the bounds the grid goes on, cell by cell: just below the lowest position is cell -1,
     # not a second share of cell 0.
     assert agent.exploration_bonus(in_cell(-1, 7, 0.5)) == pytest.approx(0.5)
     assert agent.exploration_bonus(in_cell(0, 7, 0.5)) == pytest.approx(0.5)
-    assert (-1, 7) in agent.visits
+    assert (-1, 7) in agent.exploration_bonus.visits
 
 
 def test_count_bonus_is_added_to_the_stored_reward_of_the_next_states_cell(tensorflow_ready):
@@ -1773,7 +1784,8 @@ def test_count_bonus_is_added_to_the_stored_reward_of_the_next_states_cell(tenso
     rewards = stored(agent.memory)[:, 2 + 1]
     np.testing.assert_allclose(rewards, [-0.5, -1 + 0.5 / math.sqrt(2), -1 + 0.5 / math.sqrt(3),
                                          -0.5], rtol=1e-6)  # fmt: skip
-    assert agent.visits == {(19, 19): 3, (0, 0): 1}  # the next states' cells; not the states'
+    # the next states' cells; not the states'
+    assert agent.exploration_bonus.visits == {(19, 19): 3, (0, 0): 1}
 
 
 def test_without_count_bonus_the_stored_reward_is_the_envs_and_nothing_is_counted(
@@ -1781,10 +1793,28 @@ def test_without_count_bonus_the_stored_reward_is_the_envs_and_nothing_is_counte
 ):
     agent = counting_agent(beta=0.0)
     agent.remember(in_cell(0, 0), 1, -1.0, in_cell(1, 1), False, False)
-    assert stored(agent.memory)[0, 2 + 1] == -1.0 and not agent.visits
+    assert stored(agent.memory)[0, 2 + 1] == -1.0
+    assert agent.exploration_bonus is dqn.no_bonus
 
 
-# ---- Polyak averaging of the weights (--average-steps) ---------------------------------------
+def test_count_bonus_with_n_step_returns_sums_each_steps_bonus_discounted(tensorflow_ready):
+    # MountainCar's row stores 3-step returns with the bonus: each of the three rewards carries
+    # the bonus of the cell its own step reached, discounted with it.
+    agent = counting_agent(beta=0.5, n_step=3, gamma=0.5)
+    cells = [in_cell(1, 1), in_cell(2, 2), in_cell(1, 1), in_cell(2, 2)]
+    for state, next_state in zip(cells, cells[1:], strict=False):
+        agent.remember(state, 0, -1.0, next_state, False, False)
+    assert len(agent.memory) == 1
+    bonuses = [0.5, 0.5, 0.5 / math.sqrt(2)]  # next states: (2, 2), (1, 1), (2, 2) again
+    expected = sum(0.5**k * (-1.0 + b) for k, b in enumerate(bonuses))
+    assert stored(agent.memory)[0, 2 + 1] == pytest.approx(expected, rel=1e-6)
+
+
+# ---- Weight averaging (--average-steps), behind the seam -----------------------------------
+
+
+def averaging_monitor(cfg, agent):
+    return dqn.RunMonitor(cfg, None, dqn.PhaseClock(), dqn.StopFlag(), agent.weights)
 
 
 def test_average_steps_keeps_an_exponential_moving_average_of_the_replays_weights(
@@ -1792,39 +1822,58 @@ def test_average_steps_keeps_an_exponential_moving_average_of_the_replays_weight
 ):
     # train_every 16 over 64 steps: each replay keeps 3/4 of the mean and adds 1/4 of the new.
     cfg = small_config(hidden="8", gradient_steps=2, train_every=16, average_steps=64)
-    agent = dqn.DQNAgent(cfg)
+    agent = dqn.make_agent(cfg)
+    monitor = averaging_monitor(cfg, agent)
     fill(agent.memory, 64)
     mean = [w.copy() for w in agent.weights]
-    assert all(np.array_equal(a, w) for a, w in zip(agent.averaged, mean, strict=True))
-    for _ in range(3):
-        agent.experience_replay()
+    checked = monitor.checked_weights()
+    assert all(np.array_equal(a, w) for a, w in zip(checked, mean, strict=True))
+    for step in (16, 32, 48):
+        monitor.on_replay(step, agent.experience_replay(), agent.weights)
         mean = [0.75 * m + 0.25 * w for m, w in zip(mean, agent.weights, strict=True)]
-        for a, m in zip(agent.averaged, mean, strict=True):
+        for a, m in zip(monitor.checked_weights(), mean, strict=True):
             np.testing.assert_allclose(a, m, rtol=1e-6, atol=1e-7)
-    assert not all(np.allclose(a, w) for a, w in zip(agent.averaged, agent.weights, strict=True))
+    latest = zip(monitor.checked_weights(), agent.weights, strict=True)
+    assert not all(np.allclose(a, w) for a, w in latest)
 
 
 def test_without_average_steps_the_checks_see_the_latest_weights(tensorflow_ready):
-    agent = dqn.DQNAgent(small_config(hidden="8", gradient_steps=2))
+    cfg = small_config(hidden="8", gradient_steps=2)
+    agent = dqn.make_agent(cfg)
+    monitor = averaging_monitor(cfg, agent)
     fill(agent.memory, 64)
-    agent.experience_replay()
-    assert agent.averaged is agent.weights
+    monitor.on_replay(16, agent.experience_replay(), agent.weights)
+    assert monitor.checked_weights() is agent.weights
 
 
-def test_the_checks_and_a_run_stopped_before_them_see_the_averaged_weights(tensorflow_ready):
+def test_the_checks_and_a_run_stopped_before_them_see_the_averaged_weights(
+    tensorflow_ready, monkeypatch
+):
     cfg = small_config(hidden="8", gradient_steps=2, average_steps=64, eval_every=320)
-    seen = []
+    agent = dqn.make_agent(cfg)
+    mean, seen = [w.copy() for w in agent.weights], []
+    replay = agent.experience_replay
 
-    class Watch(dqn.Callbacks):
-        def on_evaluation(self, step, weights):
-            seen.append((weights, agent.averaged, agent.weights))
-            return False
+    def replay_and_average():  # the same mean, kept beside the run
+        nonlocal mean
+        loss = replay()
+        mean = [0.75 * m + 0.25 * w for m, w in zip(mean, agent.weights, strict=True)]
+        return loss
 
-    agent = dqn.DQNAgent(cfg)
-    dqn.train(agent, cfg, Watch())
+    def evaluate(selector, step, weights):
+        seen.append((weights, mean, agent.weights))
+        return 0.0
+
+    monkeypatch.setattr(agent, "experience_replay", replay_and_average)
+    monkeypatch.setattr(dqn.SnapshotSelector, "evaluate", evaluate)
+    dqn.monitored_training(agent, dqn.StopFlag())
     assert len(seen) == 4  # steps 320, 640, 960 and 1,280 of 1,300
-    for given, averaged, latest in seen:  # replays start at step 32, so they differ by 320
-        assert given is averaged and given is not latest
-    stopped = dqn.DQNAgent(small_config(hidden="8", gradient_steps=2, average_steps=64))
+    for given, expected, latest in seen:  # replays start at step 32, so they differ by 320
+        for g, e in zip(given, expected, strict=True):
+            np.testing.assert_allclose(g, e, rtol=1e-6, atol=1e-7)
+        assert not all(np.allclose(g, w) for g, w in zip(given, latest, strict=True))
+    monkeypatch.undo()
+    stopped = dqn.make_agent(small_config(hidden="8", gradient_steps=2, average_steps=64))
     run = dqn.monitored_training(stopped, dqn.StopFlag())  # no check in 1,300 steps
-    assert run["kept"].weights is stopped.averaged
+    kept = zip(run["kept"].weights, stopped.weights, strict=True)
+    assert not all(np.allclose(k, w) for k, w in kept)  # the mean, not the latest

@@ -1,9 +1,9 @@
 """Benchmark: how long `python dqn_cartpole.py --no-gifs` takes to solve CartPole, per seed.
 
-    python tests/benchmark.py                 # seeds 0-4, each pinned to core 1, one math thread
-    python tests/benchmark.py --seeds 10 --core 0
-    python tests/benchmark.py --only suite    # the test suite against be4424b's: both cores
-    python tests/benchmark.py --only study --seeds 10 --first-seed 13000   # study engines
+    python tests/tools/benchmark.py           # seeds 0-4, each pinned to core 1, one math thread
+    python tests/tools/benchmark.py --seeds 10 --core 0
+    python tests/tools/benchmark.py --only suite    # the test suite against be4424b's: both cores
+    python tests/tools/benchmark.py --only study --seeds 10 --first-seed 13000   # study engines
 
 Each seed runs as a whole process (imports, training and polishing, the final check, saving,
 the plot), pinned with `taskset`, and the table shows steps and seconds to solve, whole-process
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from pinned import ONE_THREAD, pinned, run_pinned
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # Phases of summary.json's phase_seconds, grouped into the table's columns.
@@ -91,9 +91,9 @@ def micro_benchmark(core: int, hidden: str) -> None:
     sys.path.insert(0, str(ROOT))
     import dqn_cartpole as dqn
 
-    dqn.setup_tensorflow(seed=0)
+    dqn.setup_tensorflow()
     cfg = dqn.Config(hidden=hidden)
-    agent = dqn.DQNAgent(cfg)
+    agent = dqn.make_agent(cfg)
     rng = np.random.default_rng(0)
     for _ in range(cfg.memory_size):
         state = rng.normal(size=4).astype(np.float32)
@@ -213,12 +213,12 @@ def memory_child(capacity: int, steps: int) -> None:
     sys.path.insert(0, str(ROOT))
     import dqn_cartpole as dqn
 
-    dqn.setup_tensorflow(seed=0)
+    dqn.setup_tensorflow()
     cfg = dqn.Config(
         memory_size=capacity, min_observations=32, max_steps=steps, eval_every=10**9,
         log_every=10**9, polish_steps=0,
     )  # fmt: skip
-    agent = dqn.DQNAgent(cfg)
+    agent = dqn.make_agent(cfg)
     rng = np.random.default_rng(0)
     chunk = 100_000  # written in pieces, so that the filling itself needs little extra memory
     for start in range(0, capacity, chunk):
@@ -398,7 +398,7 @@ def suite_benchmark(base: str, repeats: int) -> None:
 
 
 def study_benchmark(first_seed: int, runs: int, pairs: int) -> None:
-    """The same CartPole study of `runs` seeds (the defaults) by tests/study.py's thread pool
+    """The same CartPole study of `runs` seeds (the defaults) by tests/tools/study.py's thread pool
     and by a local Ray, in turn, `pairs` pairs, each into a new runs file: wall seconds of the
     whole study process and the ratio pair by pair. Then Ray's start-up (ray.init on this
     machine to one task's result, and shutdown), and the same study on a two-node cluster on

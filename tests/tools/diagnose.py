@@ -1,10 +1,10 @@
 """Diagnosis: what a slow seed's agent does on its plateau, and what its Q-network sees.
 
-    python tests/diagnose.py --seed 5 --steps 75000 --name seed5-defaults
-    python tests/diagnose.py --seed 5 --steps 75000 --name seed5-last-defaults \
+    python tests/tools/diagnose.py --seed 5 --steps 75000 --name seed5-defaults
+    python tests/tools/diagnose.py --seed 5 --steps 75000 --name seed5-last-defaults \
         --flags "--hidden 24,12 --n-step 1 --gamma 0.95 --target-update-every 500 \
                  --learning-rate 0.001"
-    python tests/diagnose.py --plot results/diagnosis/seed5-last-defaults.csv --titles "..."
+    python tests/tools/diagnose.py --plot results/diagnosis/seed5-last-defaults.csv --titles "..."
 
 Trains dqn_cartpole.py's own agent with its own loop (train(), in this process) and, every
 --window env steps, reads what the loop left behind, without changing it:
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 import dqn_cartpole as dqn  # noqa: E402
 
@@ -129,8 +129,8 @@ def main() -> None:
     flags += ["--polish-steps", "0", "--log-every", str(10**9), "--no-gifs"]
     cfg = dqn.parse_args(flags)
     dqn.validate(cfg)
-    dqn.setup_tensorflow(cfg.seed)
-    agent = dqn.DQNAgent(cfg)
+    dqn.setup_tensorflow()
+    agent = dqn.make_agent(cfg)
 
     windows, ends = [], []
     remember = agent.remember

@@ -1,8 +1,8 @@
 """Study: how variants of the DQN compare over many seeds, each run a whole process.
 
-    python tests/study.py --runs study/tuning.csv --seeds 0-19 \\
+    python tests/tools/study.py --runs study/tuning.csv --seeds 0-19 \\
         --variant default --variant "fifo=--memory-policy fifo" --variant "double=--double-dqn"
-    python tests/study.py --runs study/tuning.csv --report-only     # tables and figure again
+    python tests/tools/study.py --runs study/tuning.csv --report-only     # tables and figure again
 
 Every variant x seed is a Ray task with one CPU, which runs `python dqn_cartpole.py --no-gifs
 --seed S FLAGS` in a folder of its own, pinned to a core of its own with one math thread. Without
@@ -11,7 +11,8 @@ set up; with --address (or RAY_ADDRESS) the study joins a running cluster:
 
     ray start --head --num-cpus 2                        # on the first machine
     ray start --address HEAD:6379 --num-cpus 2           # on each other one
-    python tests/study.py --address HEAD:6379 --runs study/big.csv --seeds 0-199 --variant default
+    python tests/tools/study.py --address HEAD:6379 --runs study/big.csv --seeds 0-199 \\
+        --variant default
 
 The study's pinned copy of the script and this file reach the workers as Ray's runtime
 environment (its working_dir; --ship-requirements adds requirements.txt as its pip list, for
@@ -60,7 +61,7 @@ from pinned import ONE_THREAD, RunFailed, pinned, run_pinned
 OWN_EVAL_SEED, OWN_EVAL_EPISODES = 900_000, 100
 PERFECT = 500.0  # CartPole-v1's highest return
 GOOD = 495.0  # a saved CartPole model's mean that counts as holding the pole
-SCRIPT = Path(__file__).resolve().parent.parent / "dqn_cartpole.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "dqn_cartpole.py"
 BOOTSTRAP = 10_000
 SMOOTH = 8  # evaluation points (of 250 steps) in the figure's moving mean
 FIELDS = [
@@ -195,8 +196,9 @@ def own_scores(weights_file: Path, env_id: str, core: int) -> np.ndarray:
 
 
 def run_sb3(variant: str, flags: str, seed: int, core: int, commit: str) -> dict:
-    """Stable-Baselines3 with the zoo's settings and budget (tests/sb3_zoo.py, in the Python of
-    STUDY_SB3_PYTHON), then this file's own evaluation of its final Q-network, on `core`."""
+    """Stable-Baselines3 with the zoo's settings and budget (tests/tools/sb3_zoo.py, in the
+    Python of STUDY_SB3_PYTHON), then this file's own evaluation of its final Q-network, on
+    `core`."""
     words = shlex.split(flags)
     env_id = words[words.index("--env") + 1] if "--env" in words else "CartPole-v1"
     algo = words[0].removeprefix("sb3-")
@@ -503,7 +505,8 @@ def compare_report(runs: list[dict], seeds: list[int]) -> str:
     lines = [
         f"{env}, seeds {seed_text(seeds)}: each variant's saved agent (ours: the snapshot it "
         "kept; Stable-Baselines3: its final agent, at the zoo's whole budget) scored by "
-        f"tests/study.py's own evaluation, {OWN_EVAL_EPISODES} greedy episodes from reset seeds "
+        "tests/tools/study.py's own evaluation, "
+        f"{OWN_EVAL_EPISODES} greedy episodes from reset seeds "
         f"{OWN_EVAL_SEED:,} on, which no run sees; evaluation episodes are those a run started "
         "on choosing what it saved (at least); seconds are the whole process, training and "
         "choosing, not the study's evaluation.",
@@ -553,7 +556,8 @@ def report(runs: list[dict], seeds: list[int] | None, within=(), at_least=()) ->
         f"{env}, seeds {seed_text(seeds)} ({len(seeds)} per variant); steps are env steps to the "
         f"first 100-episode check >= {line:g}; ratio = this variant's median / the first row's, "
         f"with a 95% paired bootstrap interval ({BOOTSTRAP:,} resamples of the seeds); saved "
-        f"models are scored on {OWN_EVAL_EPISODES} unseen greedy episodes by tests/study.py's "
+        f"models are scored on {OWN_EVAL_EPISODES} unseen greedy episodes by "
+        "tests/tools/study.py's "
         "own evaluation (a run that saved no model scores -inf).",
         "",
         "| variant | flags | solved | median steps (IQR) | 95% CI of median | ratio to "
@@ -848,7 +852,7 @@ def main() -> None:
     parser = make_parser()
     args = parser.parse_args()
     if args.evaluate:
-        if args.evaluate.suffix == ".npz":  # Stable-Baselines3's, from tests/sb3_zoo.py
+        if args.evaluate.suffix == ".npz":  # Stable-Baselines3's, from tests/tools/sb3_zoo.py
             with np.load(args.evaluate) as arrays:
                 weights = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
         else:

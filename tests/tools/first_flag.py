@@ -1,6 +1,6 @@
 """Diagnose MountainCar's slow seeds: when a run first reaches the flag, against its solve.
 
-    python tests/first_flag.py RUN_DIR [RUN_DIR ...]
+    python tests/tools/first_flag.py RUN_DIR [RUN_DIR ...]
 
 Reads each run folder that dqn_cartpole.py wrote (summary.json and episodes.csv) and prints
 one CSV row per run: the seed, the env step of the solve, the env step at which the first

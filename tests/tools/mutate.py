@@ -1,9 +1,9 @@
 """Mutation check: break the DQN core of dqn_cartpole.py one small change at a time, and see a
 unit test fail each time.
 
-    python tests/mutate.py                    # every mutant, two at a time; ~30 min on 2 cores
-    python tests/mutate.py --list             # the mutants, without running them
-    python tests/mutate.py --report results/mutations.md
+    python tests/tools/mutate.py            # every mutant, two at a time; ~2 hours on 2 cores
+    python tests/tools/mutate.py --list     # the mutants, without running them
+    python tests/tools/mutate.py --report results/mutations.md
 
 The mutants are made here, from the script's syntax tree, in the functions that make this a DQN
 (CORE): every arithmetic, comparison and boolean operator swapped for its neighbour, every number
@@ -32,7 +32,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "dqn_cartpole.py"
 TIMEOUT = 300  # seconds for one mutant's tests (a loop that no longer ends); the file passes in ~60
 
@@ -41,18 +41,31 @@ CORE = {
     "q_values",
     "td_targets",
     "ReplayMemory",
-    "PrioritizedReplayMemory",
     "build_q_network",
-    "fold_dueling",
-    "fold_quantiles",
     "row_width",
+    "flat_weights",
+    "unflatten",
+    "ParameterNoise",
+    "no_bonus",
     "DQNAgent",
     "Callbacks",
     "train",
+    # the DQN-family options
+    "make_agent",
+    "DuelingHead",
+    "build_dueling_network",
+    "fold_dueling",
+    "plain_network",
+    "QRDQNAgent",
+    "fold_quantiles",
+    "PrioritizedDQNAgent",
+    "PrioritizedReplayMemory",
+    "CountBonus",
+    # the harness that decides what is checked, kept and saved
     "SnapshotSelector",
     "RunMonitor",
+    "WeightAverage",
     "monitored_training",
-    "TrainingLog.loss",
     "evaluate",
     "run_training",
     "save_model",
@@ -84,8 +97,8 @@ PLANTED = [
     ),
     (
         "the loss hard-coded to MSE in the gradient step",
-        "loss = tf.reduce_mean(self.loss_fn(target_q, q))",
-        "loss = tf.reduce_mean(tf.square(target_q - q))",
+        "return self.loss_fn(target_q, q)",
+        "return tf.reduce_mean(tf.square(target_q - q), axis=-1)",
     ),
     (
         "the target network is the online network",
@@ -110,7 +123,11 @@ PLANTED = [
 DENSE_ONLY = "Equivalent: the Q-network is Dense layers alone, the same in training and inference."
 
 EQUIVALENT: dict[tuple[str, str, str], str] = {
-    ("DQNAgent._gradient_step", "q = model(states, training=True)", "`True` -> `False`"): (
+    (
+        "DQNAgent.regression_loss",
+        "q = self.q_network(states, training=True)",
+        "`True` -> `False`",
+    ): (
         "Equivalent: `training` only changes layers such as dropout or batch normalisation, "
         "and the Q-network is Dense layers alone (build_q_network, and --watch refuses others)."
     ),
@@ -125,7 +142,7 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "`False` -> `True`",
     ): DENSE_ONLY,
     (
-        "DQNAgent.experience_replay",
+        "PrioritizedDQNAgent.experience_replay",
         "importance = self.memory.importance.reshape(batches[0].shape[:2])",
         "`0` -> `1`",
     ): (
@@ -133,25 +150,26 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "states' first two dimensions, so the weights are reshaped to the same shape."
     ),
     (
-        "DQNAgent.next_value",
+        "QRDQNAgent.next_value",
         "chooser = self.q_network(next_states, training=False) if self.cfg.double_dqn else next_q",
         "`False` -> `True`",
     ): DENSE_ONLY,
     (
-        "DQNAgent.next_value",
+        "QRDQNAgent.next_value",
         "best = tf.argmax(tf.reduce_mean(tf.reshape(chooser, shape), axis=2), axis=1)",
         "`.reduce_mean` -> `.reduce_sum`",
     ): "Equivalent: the sum of N quantiles is N times their mean; both pick the same action.",
-    ("DQNAgent._gradient_steps", "loss = tf.constant(0.0)", "the statement deleted"): (
-        "Equivalent: validate() makes --gradient-steps at least 1, so the loop always sets "
-        "`loss` before it is returned; the first value is never read."
-    ),
-    ("DQNAgent._gradient_steps", "loss = tf.constant(0.0)", "`0.0` -> `1.0`"): (
-        "Equivalent, for the same reason: the starting value is always overwritten."
-    ),
+    **{
+        (agent_class + "._gradient_steps", "loss = tf.constant(0.0)", change): (
+            "Equivalent: validate() makes --gradient-steps at least 1, so the loop always sets "
+            "`loss` before it is returned; its starting value is never read."
+        )
+        for agent_class in ("DQNAgent", "PrioritizedDQNAgent")
+        for change in ("the statement deleted", "`0.0` -> `1.0`")
+    },
     (
-        "DQNAgent._gradient_step",
-        "self.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))",
+        "DQNAgent.apply_gradients",
+        "self.optimizer.apply_gradients(zip(grads, variables, strict=True))",
         "`True` -> `False`",
     ): (
         "Equivalent: `strict` only raises when the two lists differ in length, and the "
@@ -166,34 +184,37 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "`bound is not None and`)."
     ),
     (
-        "DQNAgent.perturb",
-        "noisy = zip(self.weights, self.noise, strict=True)",
+        "ParameterNoise.perturb",
+        "noisy = zip(weights, self.direction, strict=True)",
         "`True` -> `False`",
     ): (
-        "Equivalent: start_episode draws the noise one array per weight array, so the two lists "
+        "Equivalent: new_direction draws the noise one array per weight array, so the two lists "
         "always have the same length and `strict` never has a mismatch to refuse."
     ),
     (
-        "DQNAgent._unflatten",
-        "return [part.reshape(shape) for part, shape in zip(parts, self._shapes, strict=True)]",
+        "unflatten",
+        "return [part.reshape(shape) for part, shape in zip(parts, shapes, strict=True)]",
         "`True` -> `False`",
     ): (
         "Equivalent: np.split at the running sums of the shapes' sizes gives exactly one part "
         "per shape, so `strict` never has a mismatch to refuse."
     ),
+    **{
+        (
+            agent_class + "._gradient_steps",
+            "for k in tf.range(tf.shape(batch[0])[0]):",
+            "`0` -> `1`",
+        ): (
+            "Equivalent where it survives: the line has two such mutants, and the one that "
+            "survives is `batch[0]` -> `batch[1]`, the loop bound read from the actions instead "
+            "of the states, whose first dimension is gradient_steps as well (the other, `[0]` "
+            "-> `[1]`, the batch size, is killed)."
+        )
+        for agent_class in ("DQNAgent", "PrioritizedDQNAgent")
+    },
     (
-        "DQNAgent._gradient_steps",
-        "for k in tf.range(tf.shape(batch[0])[0]):",
-        "`0` -> `1`",
-    ): (
-        "Equivalent where it survives: the line has two such mutants, and the one that survives "
-        "is `batch[0]` -> `batch[1]`, the loop bound read from the actions instead of the "
-        "states, whose first dimension is gradient_steps as well (the other, `[0]` -> `[1]`, "
-        "the batch size, is killed)."
-    ),
-    (
-        "DQNAgent.experience_replay",
-        "pairs = zip(self.averaged, self.weights, strict=True)",
+        "WeightAverage.add",
+        "pairs = zip(self.mean, weights, strict=True)",
         "`True` -> `False`",
     ): (
         "Equivalent: both lists are acting_weights of the same network, one array per weight "
@@ -209,7 +230,7 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "`0` -> `1`",
     ): (
         "Equivalent: `stale` is read only once solved (polish_end), and the solve itself runs "
-        "certify() with no certified snapshot kept, which keeps the solving one and sets "
+        "consider() with no certified snapshot kept, which keeps the solving one and sets "
         "`stale` to 0 before anything reads it."
     ),
     (
@@ -218,7 +239,7 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "the statement deleted",
     ): (
         "Equivalent: the snapshot kept before the solve has no certification (`certified` is "
-        "None), and certify(), called on the next line, treats that as nothing kept: the "
+        "None), and consider(), called on the next line, treats that as nothing kept: the "
         "solving snapshot replaces it either way."
     ),
     ("SnapshotSelector.polish_end", "return None", "the statement deleted"): (
@@ -246,16 +267,9 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "is inside the first trace of the compiled replay, where tf.function allows variables to "
         "be made; building it in __init__ only makes them sooner, with the same zeros."
     ),
-    ("RunMonitor.on_replay", "return False", "the statement deleted"): (
-        "Equivalent: a method that ends without `return` returns None, which train() reads as "
-        "false, as it reads False: training stops either way."
-    ),
     ("RunMonitor.on_step", "return False", "the statement deleted"): (
-        "Equivalent, as above: None and False both let train() go on."
-    ),
-    ("Callbacks.on_evaluation", "return False", "the statement deleted"): (
         "Equivalent: a method that ends without `return` returns None, which train() reads as "
-        "false, as it reads False."
+        "false, as it reads False: training goes on either way."
     ),
     ("Callbacks.on_step", "return False", "the statement deleted"): (
         "Equivalent, as above: None and False both let train() go on."
@@ -277,7 +291,7 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "only PrioritizedReplayMemory.store reads the return of ReplayMemory.store."
     ),
     (
-        "DQNAgent._gradient_steps",
+        "PrioritizedDQNAgent._gradient_steps",
         "taken_q = tf.gather(self.q_network(s, training=False), a, axis=1, batch_dims=1)",
         "`False` -> `True`",
     ): DENSE_ONLY,
@@ -291,7 +305,7 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "(hidden, actions, N), is killed."
     ),
     (
-        "DQNAgent._quantile_step",
+        "QRDQNAgent._gradient_step",
         "huber = tf.where(tf.abs(errors) <= 1.0, 0.5 * errors**2, tf.abs(errors) - 0.5)",
         "`<=` -> `<`",
     ): (
@@ -299,7 +313,7 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "slope, so which side takes the boundary changes neither the loss nor its gradient."
     ),
     (
-        "DQNAgent._quantile_step",
+        "QRDQNAgent._gradient_step",
         "weight = tf.abs(levels[None, :, None] - tf.cast(errors < 0, tf.float32))",
         "`<` -> `<=`",
     ): (
@@ -307,35 +321,24 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "the weight multiplies is 0 (and so is its gradient)."
     ),
     (
-        "DQNAgent._quantile_step",
+        "QRDQNAgent._gradient_step",
         "quantiles = tf.reshape(self.q_network(states, training=True), [-1, self.n_actions, n])",
         "`True` -> `False`",
     ): DENSE_ONLY,
     (
-        "DQNAgent._quantile_step",
-        "self.optimizer.apply_gradients(zip(grads, self.q_network.trainable_variables, "
-        "strict=True))",
-        "`True` -> `False`",
+        "PrioritizedReplayMemory.draw",
+        "chance = self.priorities[self.slots] / total",
+        "`/` -> `*`",
     ): (
-        "Equivalent: the gradients are taken of exactly these variables, so the two lists have "
-        "the same length and zip never meets an uneven pair."
+        "Equivalent: the chance enters only the importance weights, (N P(i))**-beta over their "
+        "largest, and the constant factor total**2 cancels in that ratio. (The total itself is "
+        "read on a line of its own, whose mutants change the draws, and with one stored row "
+        "cumulative[1] raises: both killed.)"
     ),
-    **{
-        (
-            "PrioritizedReplayMemory.draw",
-            "chance = self.priorities[self.slots] / cumulative[-1]",
-            change,
-        ): (
-            "Equivalent: the chance enters only the importance weights, (N P(i))**-beta over "
-            "their largest, and a constant factor in P(i) cancels in that ratio (the priorities "
-            "are all above 0, so no division by zero)."
-        )
-        for change in ("`/` -> `*`", "the `not`/`-` dropped", "`1` -> `0`")
-    },
 }
 
 REPORT_HEADER = (
-    "# Mutation check\n\nOutput of `python tests/mutate.py {args}` (the rules are in the "
+    "# Mutation check\n\nOutput of `python tests/tools/mutate.py {args}` (the rules are in the "
     "file's docstring).\n\n"
 )
 

@@ -1,11 +1,11 @@
 """Stable-Baselines3's DQN (or sb3-contrib's QR-DQN) with rl-baselines3-zoo's settings for an
 env, trained for the zoo's whole step budget on one seed; its final Q-network is written as
-NumPy arrays that tests/study.py scores with its own evaluation, as it scores ours.
+NumPy arrays that tests/tools/study.py scores with its own evaluation, as it scores ours.
 
-    ~/.cache/study-sb3/bin/python tests/sb3_zoo.py --env Acrobot-v1 --seed 3 --out run.npz
+    ~/.cache/study-sb3/bin/python tests/tools/sb3_zoo.py --env Acrobot-v1 --seed 3 --out run.npz
 
 Runs in an environment of its own (CPU torch, stable-baselines3, sb3-contrib, gymnasium), never
-the project's: see tests/study.py. The weights are [kernel, bias, ...] with kernels shaped
+the project's: see tests/tools/study.py. The weights are [kernel, bias, ...] with kernels shaped
 (inputs, outputs), as dqn_cartpole.py's q_values() reads them; QR-DQN's last layer is averaged
 over its quantiles, which gives the mean return its greedy action maximises. Prints one JSON
 line: steps trained and seconds (start-up, training).

@@ -1,9 +1,9 @@
 """Diagnose a saved agent: how its greedy episodes end and how sure its Q-values are.
 
-    python tests/action_gaps.py results/envs/Acrobot-v1/model.keras --env Acrobot-v1
+    python tests/tools/action_gaps.py results/envs/Acrobot-v1/model.keras --env Acrobot-v1
 
 Plays `--episodes` greedy episodes from reset seeds `--seed` on (700,000 by default: no run and
-no study evaluation uses them) with the saved weights, read by tests/study.py without
+no study evaluation uses them) with the saved weights, read by tests/tools/study.py without
 TensorFlow, and prints:
 - the returns: mean, median, spread, and the longest episodes;
 - the action gap along the way: at each visited state, the best action's Q-value less the
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from study import model_weights  # noqa: E402
 
