@@ -834,6 +834,7 @@ class SnapshotSelector:
         self.stale = 0  # polishing checks in a row that kept nothing new
         self.steps_to_solve = self.seconds_to_solve = self.solve_check = None
         self.evaluations: list[tuple] = []  # (env step, score)
+        self.lower_bounds: list[int] = []  # steps whose check stopped once it could not pass
         self.certifications: list[tuple] = []  # (env step, check score, certified score)
 
     @property
@@ -846,20 +847,24 @@ class SnapshotSelector:
         if self.solved:
             with self.clock.phase("polish_checks"):
                 # A check that cannot reach the best one is of no use: stop it early.
-                score = self.score(weights, cfg.confirm_episodes, CONFIRM_SEED, self.best_check)
+                pass_mark = self.best_check
+                score = self.score(weights, cfg.confirm_episodes, CONFIRM_SEED, pass_mark)
                 self.consider(step, weights, score)
         else:
+            pass_mark = self.threshold
             with self.clock.phase("evaluate"):
-                score = self.score(weights, cfg.eval_episodes, EVAL_SEED, self.threshold)
+                score = self.score(weights, cfg.eval_episodes, EVAL_SEED, pass_mark)
             if score > (self.kept.check if self.kept else -math.inf):
                 self.kept = Snapshot(step, weights, check=score)
-            if self.threshold is not None and score >= self.threshold:
+            if pass_mark is not None and score >= pass_mark:
                 with self.clock.phase("confirm"):
-                    score = self.score(weights, cfg.confirm_episodes, CONFIRM_SEED, self.threshold)
+                    score = self.score(weights, cfg.confirm_episodes, CONFIRM_SEED, pass_mark)
                     print(f"step {step}: {cfg.confirm_episodes}-episode check {score:.1f}")
-                    if score >= self.threshold:
+                    if score >= pass_mark:
                         self.solve(step, weights, score)
         self.evaluations.append((step, score))
+        if cfg.env in STEP_REWARD_BOUND and pass_mark is not None and score < pass_mark:
+            self.lower_bounds.append(step)  # it may have stopped early: the score is a bound
         return score
 
     def solve(self, step: int, weights, check: float) -> None:
@@ -983,6 +988,7 @@ class RunMonitor(Callbacks):
             else None,
             "kept": kept,
             "evaluations": selector.evaluations,
+            "lower_bounds": selector.lower_bounds,
             "certifications": selector.certifications,
             "threshold": selector.threshold,
             "episodes": self.log.episodes,
@@ -1291,12 +1297,16 @@ def moving_average(values, window: int) -> np.ndarray:
     return (sums[1:] - sums[np.arange(1, len(values) + 1) - counts]) / counts
 
 
-def plot_rewards(path: Path, episodes, evaluations, threshold, title: str, solved_at=None):
+def plot_rewards(path: Path, run: dict, title: str) -> None:
+    """Each episode's return and their moving mean; the greedy evaluations, those that stopped
+    once they could not pass drawn hollow (each is a lower bound, not the agent's score); the
+    solve; and the snapshot saved, at its certified score."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless: no window, no display needed
     import matplotlib.pyplot as plt
 
+    episodes, threshold = run["episodes"], run["threshold"]
     fig, ax = plt.subplots(figsize=(9, 4.5))
     if episodes:
         steps = [e[1] for e in episodes]
@@ -1309,19 +1319,25 @@ def plot_rewards(path: Path, episodes, evaluations, threshold, title: str, solve
             lw=2,
             label=f"mean of last {MOVING_AVERAGE} episodes",
         )
-    if evaluations:
-        ax.plot(
-            [e[0] for e in evaluations],
-            [e[1] for e in evaluations],
-            "o",
-            color="tab:green",
-            ms=4,
-            label="greedy evaluation (mean; cut short once it cannot pass)",
-        )
+    bounds = set(run["lower_bounds"])
+    hollow = {"color": "tab:green", "mfc": "none", "alpha": 0.6}
+    for cut_short, style, label in (
+        (False, {"color": "tab:green"}, "greedy evaluation: mean return"),
+        (True, hollow, "evaluation stopped once it could not pass: at least this"),
+    ):
+        points = [e for e in run["evaluations"] if (e[0] in bounds) == cut_short]
+        if points:
+            x, y = zip(*points, strict=True)
+            ax.plot(x, y, "o", ms=4, label=label, **style)
+    kept = run["kept"]
+    if kept.weights is not None and kept.check is not None:
+        score = kept.certified if kept.certified is not None else kept.check
+        label = f"model saved (step {kept.step:,}): {score:.1f}"
+        ax.plot([kept.step], [score], "*", color="tab:orange", ms=14, mec="k", label=label)
     if threshold is not None:
         ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"solved ({threshold:g})")
-    if solved_at is not None:
-        ax.axvline(solved_at, color="gray", ls=":", lw=1, label="solved; training on to polish")
+    if run["steps_to_solve"] is not None:
+        ax.axvline(run["steps_to_solve"], color="gray", ls=":", lw=1, label="solved; polishing")
     ax.set(title=title, xlabel="env steps", ylabel="return per episode")
     ax.grid(alpha=0.3)
     # Below the axes: inside, it would cover the curve of some env or other.
@@ -1497,8 +1513,9 @@ def check_env(env_id: str, grid: bool = False) -> tuple[int, int]:
         if env.spec is None or env.spec.max_episode_steps is None:
             raise ConfigError(f"--env {env_id!r} has no time limit, so episodes may never end")
         if grid and not np.isfinite(space.high - space.low).all():
-            raise ConfigError(f"--count-bonus needs bounded observations for its grid; {env_id}'s "
-                              "are unbounded")  # fmt: skip
+            raise ConfigError(
+                f"--count-bonus needs bounded observations for its grid; {env_id}'s are unbounded"
+            )
         return int(space.shape[0]), int(env.action_space.n)
     finally:
         env.close()
@@ -1870,6 +1887,8 @@ def summarize(cfg: Config, run: dict, final, gif, facts: dict, clock: PhaseClock
         # interpreter and NumPy started; "write_summary" is this file, not yet written.
         "phase_seconds": {name: round(t, 4) for name, t in clock.seconds.items()},
         "evaluations": run["evaluations"],
+        # steps of the evaluations that stopped once they could no longer pass: lower bounds
+        "evaluations_lower_bounds": run["lower_bounds"],
         "certifications": run["certifications"],  # (step, check, certified): lower bounds
         "run": facts,
         "versions": {
@@ -1892,9 +1911,7 @@ def training_outputs(agent: DQNAgent, run: dict, final, gif, facts: dict, clock)
         network = agent.network_to_save(run["kept"].weights)
         outputs["model.keras"] = lambda path: save_model(path, network)
     outputs["episodes.csv"] = lambda path: save_episodes_csv(path, run["episodes"])
-    outputs["rewards.png"] = lambda path: plot_rewards(
-        path, run["episodes"], run["evaluations"], run["threshold"], title, run["steps_to_solve"]
-    )
+    outputs["rewards.png"] = lambda path: plot_rewards(path, run, title)
     if gif:
         outputs["after.gif"] = lambda path: save_gif(path, gif[0], gif[2])
     outputs["summary.json"] = lambda path: save_json(

@@ -536,6 +536,36 @@ def polish_config(**overrides):
     return small_config(**{"eval_every": 100, "max_steps": 5_000, "polish_steps": 400, **overrides})
 
 
+def test_evaluations_that_could_not_pass_their_mark_are_recorded_as_lower_bounds(
+    tensorflow_ready, monkeypatch
+):
+    # Short evaluations of 470 fail the 475 line: lower bounds. At step 300 one passes (480)
+    # and its check of 476 solves: both exact. Then checks must beat the best (476): 490
+    # does, 470 does not (a bound), 495 does.
+    short = iter([470, 470, 480])
+    scripted_evaluate(monkeypatch, short=None, checks=[476, 490, 470, 495], certified=[471])
+    fake = dqn.evaluate
+
+    def with_short_scores(weights, env_id, episodes, seed, pass_mark=None):
+        if seed == dqn.EVAL_SEED:
+            return np.full(episodes, float(next(short)))
+        return fake(weights, env_id, episodes, seed, pass_mark)
+
+    monkeypatch.setattr(dqn, "evaluate", with_short_scores)
+    run = dqn.monitored_training(dqn.make_agent(polish_config(polish_steps=300)), dqn.StopFlag())
+    expected = [(100, 470), (200, 470), (300, 476), (400, 490), (500, 470), (600, 495)]
+    assert run["evaluations"] == expected
+    assert run["lower_bounds"] == [100, 200, 500]
+
+
+def test_an_env_without_a_step_bound_has_no_lower_bounds(tensorflow_ready, monkeypatch):
+    # LunarLander's checks always play every episode out: no score is a bound.
+    selector = dqn.SnapshotSelector(dqn.Config(env="LunarLander-v3"), 200.0, dqn.PhaseClock())
+    monkeypatch.setattr(dqn, "evaluate", lambda *args, **kwargs: np.full(10, 150.0))
+    selector.evaluate(1_000, None)
+    assert selector.evaluations == [(1_000, 150.0)] and selector.lower_bounds == []
+
+
 def test_after_solving_checks_that_match_the_best_are_certified_and_the_best_certified_kept(
     tensorflow_ready, monkeypatch
 ):
