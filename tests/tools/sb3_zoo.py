@@ -9,6 +9,12 @@ the project's: see tests/tools/study.py. The weights are [kernel, bias, ...] wit
 (inputs, outputs), as dqn_cartpole.py's q_values() reads them; QR-DQN's last layer is averaged
 over its quantiles, which gives the mean return its greedy action maximises. Prints one JSON
 line: steps trained and seconds (start-up, training).
+
+With --race (tests/tools/race.py), it trains only until it first solves: every 2,000 env steps
+the clock pauses while 10 greedy episodes play on an env of their own (the first reset from
+seed 10,000 + the run's seed), and a mean at the env's reward threshold ends the run. The JSON
+line then gives the step it solved at (null if the budget ran out first) and training seconds
+without those evaluations.
 """
 
 import time
@@ -58,11 +64,57 @@ def q_weights(model, algo: str, n_actions: int) -> list[np.ndarray]:
     if algo == "dqn":
         return linear_layers(model.q_net.q_net)
     weights = linear_layers(model.quantile_net.quantile_net)
-    kernel, bias = weights[-2], weights[-1]  # outputs ordered (quantile, action)
-    quantiles = bias.size // n_actions
-    weights[-2] = kernel.reshape(kernel.shape[0], quantiles, n_actions).mean(axis=1)
-    weights[-1] = bias.reshape(quantiles, n_actions).mean(axis=0)
+    weights[-2:] = mean_over_quantiles(weights[-2], weights[-1], n_actions)
     return weights
+
+
+def mean_over_quantiles(kernel: np.ndarray, bias: np.ndarray, n_actions: int):
+    """sb3-contrib's QR-DQN head, whose outputs are ordered (quantile, action), as the layer
+    that gives each action's mean over its quantiles: the Q-values its greedy action uses."""
+    quantiles = bias.size // n_actions
+    kernel = kernel.reshape(kernel.shape[0], quantiles, n_actions).mean(axis=1)
+    return [kernel, bias.reshape(quantiles, n_actions).mean(axis=0)]
+
+
+RACE_EVERY, RACE_EPISODES = 2_000, 10
+
+
+def race_callback(env_id: str, seed: int):
+    """The --race stop: a callback that evaluates every RACE_EVERY steps, off the clock."""
+    import gymnasium as gym
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class FirstSolve(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self.env = gym.make(env_id)
+            self.line = self.env.spec.reward_threshold
+            self.off_clock, self.solved_at, self.resets = 0.0, None, 0
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps % RACE_EVERY:
+                return True
+            paused = time.perf_counter()
+            returns = [self.episode() for _ in range(RACE_EPISODES)]
+            self.off_clock += time.perf_counter() - paused
+            if np.mean(returns) < self.line:
+                return True
+            self.solved_at = self.num_timesteps
+            return False  # stops learn()
+
+        def episode(self) -> float:
+            seed = 10_000 + seed_of_run if self.resets == 0 else None
+            self.resets += 1
+            obs, _ = self.env.reset(seed=seed)
+            total, over = 0.0, False
+            while not over:
+                action = int(self.model.predict(obs, deterministic=True)[0])
+                obs, reward, terminated, truncated, _ = self.env.step(action)
+                total, over = total + float(reward), terminated or truncated
+            return total
+
+    seed_of_run = seed
+    return FirstSolve()
 
 
 def main() -> None:
@@ -70,7 +122,8 @@ def main() -> None:
     parser.add_argument("--env", required=True, choices=sorted({env for _, env in ZOO}))
     parser.add_argument("--algo", default="dqn", choices=("dqn", "qrdqn"))
     parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--out", required=True, help="where to write the weights (.npz)")
+    parser.add_argument("--out", help="where to write the weights (.npz)")
+    parser.add_argument("--race", action="store_true", help="stop at the first solving check")
     parser.add_argument("--budget", type=int, help="env steps (default: the zoo's budget)")
     args = parser.parse_args()
     if (args.algo, args.env) not in ZOO:
@@ -86,8 +139,18 @@ def main() -> None:
         from sb3_contrib import QRDQN as Algo  # noqa: N811
     else:
         Algo = DQN  # noqa: N806
+    if not args.race and not args.out:
+        parser.error("--out is needed unless --race")
     env = make_vec_env(args.env, n_envs=1, seed=args.seed)
     model = Algo("MlpPolicy", env, seed=args.seed, device="cpu", verbose=0, **settings)
+    if args.race:
+        stop = race_callback(args.env, args.seed)
+        model.learn(total_timesteps=args.budget or budget, callback=stop)
+        train_s = time.time() - imported - stop.off_clock
+        line = {"steps": int(model.num_timesteps), "solved_at": stop.solved_at}
+        times = {"startup_s": imported - STARTED, "train_s": train_s, "eval_s": stop.off_clock}
+        print(json.dumps({**line, **times}))
+        return
     model.learn(total_timesteps=args.budget or budget)
     trained = time.time()
     weights = q_weights(model, args.algo, int(env.action_space.n))
