@@ -313,3 +313,43 @@ def test_first_flag_finds_the_first_episode_that_ends_before_the_time_limit(tmp_
     out = capsys.readouterr().out
     assert "# 2 of 2 runs reached the flag and solved" in out
     assert "first flag: median 330, range 110-550" in out  # (550 + 110) / 2
+
+
+def test_the_sb3_export_averages_each_actions_quantiles_in_sb3_contribs_order():
+    # sb3-contrib's QR-DQN lays its outputs out quantile by quantile: output q * n_actions + a
+    # is quantile q of action a. The exported layer must give each action its own mean.
+    import sb3_zoo
+
+    n_actions, quantiles, hidden = 3, 4, 5
+    rng = np.random.default_rng(0)
+    kernel = rng.normal(size=(hidden, quantiles * n_actions))
+    bias = rng.normal(size=quantiles * n_actions)
+    h = rng.normal(size=(7, hidden))
+    outputs = (h @ kernel + bias).reshape(7, quantiles, n_actions)  # [state, quantile, action]
+    folded_kernel, folded_bias = sb3_zoo.mean_over_quantiles(kernel, bias, n_actions)
+    np.testing.assert_allclose(h @ folded_kernel + folded_bias, outputs.mean(axis=1))
+
+
+def test_the_like_for_like_table_reports_each_variants_agents_steps_episodes_and_seconds():
+    # Two of ours and two of SB3's on seeds 1-2 (seed 3 is not asked for): saved agents'
+    # median and lowest, steps, evaluation episodes (SB3's final agent spends none), seconds.
+    evaluations = json.dumps([[1000, 100.0], [2000, 480.0], [3000, 500.0]])
+    ours = dict(variant="ours", flags="--eval-episodes 10", env="CartPole-v1", solved="True",
+                steps_to_solve="2000", evaluations=evaluations,
+                certifications="[[2000, 480, 490]]")  # fmt: skip
+    runs = [
+        {**ours, "seed": "1", "own_eval_mean": "500.0", "steps": "3000", "process_seconds": "10"},
+        {**ours, "seed": "2", "own_eval_mean": "490.0", "steps": "5000", "process_seconds": "20"},
+        {**ours, "seed": "3", "own_eval_mean": "1.0", "steps": "9000", "process_seconds": "90"},
+    ]
+    sb3 = dict(variant="sb3", flags="sb3-dqn --env CartPole-v1", env="CartPole-v1", solved="")
+    runs += [
+        {**sb3, "seed": "1", "own_eval_mean": "200.0", "steps": "50000", "process_seconds": "300"},
+        {**sb3, "seed": "2", "own_eval_mean": "", "steps": "50000", "process_seconds": "100"},
+    ]
+    table = study.compare_report(runs, [1, 2]).splitlines()
+    # ours: one evaluation before the solve (10), the solving check (10 more), two checks
+    # after (2 x 100) and one certification (300): 520 episodes, on both seeds.
+    assert "| ours | `--eval-episodes 10` | 2 | 495.0, 490.0 | 4,000 | 520 | 15.0 |" in table
+    # A run that saved no model scores -inf: the lowest, and a median of two with it is -inf.
+    assert "| sb3 | `sb3-dqn --env CartPole-v1` | 2 | -inf, -inf | 50,000 | 0 | 200.0 |" in table

@@ -99,6 +99,42 @@ def script_sha(script: Path = SCRIPT) -> str:
     return hashlib.sha256(Path(script).read_bytes()).hexdigest()[:12]
 
 
+def code_sha(source: str) -> str:
+    """What changes runs: the script's syntax tree without its docstrings (and so without its
+    comments and layout), hashed. A row made by a script of the same code_sha would be made
+    again the same; a comment or a docstring does not call for a rerun."""
+    import ast
+
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        first = body[0] if isinstance(body, list) and body else None
+        value = first.value if isinstance(first, ast.Expr) else None
+        if isinstance(value, ast.Constant) and isinstance(value.value, str):  # a docstring
+            node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:12]
+
+
+def row_code_sha(row: dict, cache: dict | None = None) -> str | None:
+    """The code_sha of the script that made a row: from the script at the row's commit, if that
+    commit's script is the one the row names (its script_sha); None if that cannot be known."""
+    commit = row.get("commit", "")
+    if not commit or commit.endswith("+"):
+        return None
+    cache = {} if cache is None else cache
+    if commit not in cache:
+        shown = subprocess.run(
+            ["git", "-C", str(SCRIPT.parent), "show", f"{commit}:{SCRIPT.name}"],
+            capture_output=True,
+            text=True,
+        )
+        source = shown.stdout if shown.returncode == 0 else None
+        named = source is not None and hashlib.sha256(source.encode()).hexdigest()[:12]
+        cache[commit] = (named, code_sha(source) if source is not None else None)
+    named, sha = cache[commit]
+    return sha if named == row.get("script_sha") else None
+
+
 def checkout_commit() -> str:
     """HEAD's short hash, with '+' if dqn_cartpole.py differs from it."""
     git = ["git", "-C", str(SCRIPT.parent)]
@@ -427,12 +463,14 @@ def run_study(
 
 
 def quantile(sorted_values: np.ndarray, q: float) -> float:
-    """Linear-interpolated quantile that treats inf (not solved) as larger than any number."""
+    """Linear-interpolated quantile where an infinity is an end of the scale: inf (not solved)
+    above any number of steps, -inf (no model saved) below any score. Between a number and an
+    infinity, the quantile is that infinity."""
     position = q * (len(sorted_values) - 1)
     low, high = math.floor(position), math.ceil(position)
     a, b = sorted_values[low], sorted_values[high]
     if math.isinf(a) or math.isinf(b):
-        return math.inf if position > low or math.isinf(a) else a
+        return a if position == low or a == -math.inf else b
     return a + (b - a) * (position - low)
 
 
